@@ -1,0 +1,218 @@
+"""The only reader of ``conf/`` and ``schemas/``: configuration as frozen dataclasses.
+
+Configuration is loaded once, at the edge (the CLI or a job entry point), and passed down
+as values. Files are TOML (read with the standard library's ``tomllib``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+from fink_ingest.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONF = PROJECT_ROOT / "conf" / "fink_ingest.toml"
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+
+
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    """Which alert columns play which role, read from ``schemas/<name>.toml``.
+
+    Attributes
+    ----------
+    name : str
+        Survey name, e.g. ``"ztf"``.
+    object_id, alert_id, time, ra, dec : str
+        Column paths (``struct.field`` for nested ones) of the object id, the alert id
+        (unique per alert), the alert time (days), and the position (ICRS, degrees).
+    time_int_digits, time_frac_digits : int
+        Widths of the time text in row keys (see ``rowkeys.format_time``).
+    original_family, added_family : str
+        Column families of original survey fields and of broker-added values.
+    flatten : tuple of str
+        Struct columns whose fields are flattened into the original family.
+    original_root : tuple of str
+        Root columns that are original survey fields.
+    served_elsewhere, partition : tuple of str
+        Root columns deliberately left out of the main table, with the reason in the file.
+    schema_version : str
+        Suffix of the schema row key, ``schema_<schema_version>``.
+    """
+
+    name: str
+    object_id: str
+    alert_id: str
+    time: str
+    ra: str
+    dec: str
+    time_int_digits: int
+    time_frac_digits: int
+    original_family: str
+    added_family: str
+    flatten: tuple
+    original_root: tuple
+    served_elsewhere: tuple
+    partition: tuple
+    schema_version: str
+
+    @property
+    def leaf(self):
+        """dict: role -> last path component (the column name once flattened)."""
+        return {role: getattr(self, role).split(".")[-1]
+                for role in ("object_id", "alert_id", "time", "ra", "dec")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Run configuration, from ``conf/fink_ingest.toml`` plus command-line overrides.
+
+    Attributes
+    ----------
+    datalake : str
+        Datalake root (path or ``file://``/``hdfs://``/``s3a://`` URI).
+    survey : Survey
+        Survey description.
+    table_prefix : str
+        Prefix of every table name.
+    store : str
+        Store URL: a directory or ``sqlite:///path`` for the embedded store.
+    work_dir : str
+        Directory for run logs, rejects and staging data.
+    spark_master : str
+        Spark master URL.
+    spark_options : dict of str to str
+        Extra Spark configuration.
+    put_rows, stage_rows : int
+        Rows per store write and per staging batch.
+    source : str
+        The configuration file this was read from.
+    """
+
+    datalake: str
+    survey: Survey
+    table_prefix: str
+    store: str
+    work_dir: str
+    spark_master: str
+    spark_options: dict
+    put_rows: int
+    stage_rows: int
+    source: str
+
+
+_TOP_KEYS = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark", "batch"}
+_SPARK_KEYS = {"master", "options"}
+_BATCH_KEYS = {"put_rows", "stage_rows"}
+_OVERRIDABLE = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark_master",
+                "put_rows", "stage_rows"}
+
+
+def _check_keys(path, where, found, allowed):
+    unknown = set(found) - allowed
+    if unknown:
+        raise ConfigError(f"{path}: {where}{sorted(unknown)} unknown; expected keys among {sorted(allowed)}")
+
+
+def _resolve(base, value):
+    """Resolve a relative local path against ``base``; URIs are left as they are."""
+    if "://" in value:
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _read_toml(path):
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_survey(name, schemas_dir=SCHEMAS_DIR):
+    """Read ``schemas/<name>.toml``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or a key is missing or unknown.
+    """
+    path = Path(schemas_dir) / f"{name}.toml"
+    if not path.exists():
+        known = sorted(p.stem for p in Path(schemas_dir).glob("*.toml"))
+        raise ConfigError(f"survey {name!r}: no {path}; known surveys: {known}")
+    raw = _read_toml(path)
+    try:
+        s, fam, col = raw["survey"], raw["families"], raw["columns"]
+        return Survey(
+            name=s["name"], object_id=s["object_id"], alert_id=s["alert_id"], time=s["time"],
+            ra=s["ra"], dec=s["dec"], time_int_digits=int(s["time_int_digits"]),
+            time_frac_digits=int(s["time_frac_digits"]),
+            original_family=fam["original"], added_family=fam["added"],
+            flatten=tuple(col["flatten"]), original_root=tuple(col["original_root"]),
+            served_elsewhere=tuple(col["served_elsewhere"]), partition=tuple(col["partition"]),
+            schema_version=raw["tables"]["schema_version"],
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from None
+
+
+def load_config(path=None, **overrides):
+    """Load the configuration file and apply command-line overrides.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        TOML file; default ``conf/fink_ingest.toml`` of this project.
+    **overrides
+        Values that replace the file's (``None`` means "not given"): ``datalake``,
+        ``survey``, ``table_prefix``, ``store``, ``work_dir``, ``spark_master``,
+        ``put_rows``, ``stage_rows``. Relative paths given here are relative to the
+        current directory.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not TOML, or has an unknown or ill-typed key.
+    """
+    path = Path(path or DEFAULT_CONF).resolve()
+    raw = _read_toml(path)
+    _check_keys(path, "", raw, _TOP_KEYS)
+    spark = raw.get("spark", {})
+    batch = raw.get("batch", {})
+    _check_keys(path, "spark.", spark, _SPARK_KEYS)
+    _check_keys(path, "batch.", batch, _BATCH_KEYS)
+    bad = set(overrides) - _OVERRIDABLE
+    if bad:
+        raise ConfigError(f"override(s) {sorted(bad)} unknown; expected among {sorted(_OVERRIDABLE)}")
+    base = path.parent
+    values = {
+        "datalake": _resolve(base, raw.get("datalake", "datalake")),
+        "survey": raw.get("survey", "ztf"),
+        "table_prefix": raw.get("table_prefix", "ztf"),
+        "store": _resolve(base, raw.get("store", "store")),
+        "work_dir": _resolve(base, raw.get("work_dir", "work")),
+        "spark_master": spark.get("master", "local[*]"),
+        "put_rows": batch.get("put_rows", 5000),
+        "stage_rows": batch.get("stage_rows", 20000),
+    }
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in ("datalake", "store", "work_dir"):
+            value = _resolve(Path.cwd(), str(value))
+        values[key] = value
+    for key in ("put_rows", "stage_rows"):
+        if not isinstance(values[key], int) or values[key] <= 0:
+            raise ConfigError(f"{path}: batch.{key} = {values[key]!r}; expected a positive integer")
+    options = {str(k): str(v) for k, v in spark.get("options", {}).items()}
+    return Config(survey=load_survey(values.pop("survey")), spark_options=options,
+                  source=str(path), **values)

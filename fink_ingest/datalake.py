@@ -1,0 +1,150 @@
+"""Read one night of the datalake with Spark, setting aside what cannot be read.
+
+Files are listed through Hadoop's FileSystem API (so ``file://``, ``hdfs://`` and ``s3a://``
+work alike) and each parquet footer is checked before Spark reads the night: a truncated or
+unreadable file is listed with its reason and left out, the rest of the night goes through.
+Rows are then validated: a row without object id, alert id or time, or with a position
+outside ICRS ranges, gets a ``reason`` and is set aside.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from pyspark.sql import functions as F
+
+from fink_ingest.errors import InputError
+
+log = logging.getLogger(__name__)
+REASON = "reason"
+
+
+@dataclasses.dataclass
+class NightFiles:
+    """Parquet files of a night: readable ones with their row counts, and rejected ones.
+
+    Attributes
+    ----------
+    good : dict of str to int or None
+        URI -> rows in the footer (None where the footer could not be read from Python).
+    rejected : list of dict
+        ``{"file": uri, "reason": text}``.
+    """
+
+    good: dict
+    rejected: list
+
+    @property
+    def footer_rows(self):
+        """Sum of footer row counts of the good files, or None if any is unknown."""
+        counts = list(self.good.values())
+        return None if any(c is None for c in counts) else sum(counts)
+
+
+def _footer_rows(uri):
+    """Rows in a parquet footer, read with pyarrow; None if pyarrow cannot reach the URI."""
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+    except Exception:  # a scheme pyarrow cannot open here (e.g. s3a://): Spark checks it
+        return None
+    with filesystem.open_input_file(path) as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
+
+
+def list_night(spark, directory):
+    """List and check the parquet files of a night.
+
+    Parameters
+    ----------
+    spark : pyspark.sql.SparkSession
+    directory : str
+        The night's partition (path or URI).
+
+    Returns
+    -------
+    NightFiles
+
+    Raises
+    ------
+    InputError
+        If the directory does not exist or holds no parquet file.
+    """
+    jvm = spark._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(directory)
+    fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(hpath):
+        raise InputError(f"night partition {directory} does not exist")
+    good, rejected = {}, []
+    for status in sorted(fs.listStatus(hpath), key=lambda s: s.getPath().toString()):
+        name = status.getPath().getName()
+        uri = status.getPath().toString()
+        if status.isDirectory() or name.startswith(("_", ".")) or not name.endswith(".parquet"):
+            continue
+        try:
+            good[uri] = _footer_rows(uri)
+        except Exception as exc:  # noqa: BLE001 - any failure to read a footer sets the file aside
+            reason = f"unreadable parquet: {type(exc).__name__}: {exc}"
+            log.error("%s: %s; set aside", uri, reason)
+            rejected.append({"file": uri, "reason": reason})
+    if not good and not rejected:
+        raise InputError(f"night partition {directory} holds no parquet file")
+    return NightFiles(good=good, rejected=rejected)
+
+
+def read_alerts(spark, files):
+    """Read the good files of a night into one DataFrame (schemas merged by name).
+
+    Parameters
+    ----------
+    spark : pyspark.sql.SparkSession
+    files : NightFiles
+
+    Returns
+    -------
+    pyspark.sql.DataFrame or None
+        None if no file is readable.
+    """
+    if not files.good:
+        return None
+    return spark.read.option("mergeSchema", "true").parquet(*files.good)
+
+
+def _column(survey_path):
+    head, *rest = survey_path.split(".")
+    col = F.col(f"`{head}`")
+    for part in rest:
+        col = col.getField(part)
+    return col
+
+
+def with_reason(alerts, survey):
+    """Add the ``reason`` column: null for a valid row, else why the row is set aside.
+
+    Rules: object id, alert id and time must be present; ``ra`` in [0, 360] and ``dec`` in
+    [-90, 90] degrees (ICRS ranges; null positions are invalid too).
+
+    Parameters
+    ----------
+    alerts : pyspark.sql.DataFrame
+    survey : fink_ingest.config.Survey
+
+    Returns
+    -------
+    pyspark.sql.DataFrame
+        ``alerts`` plus a string column ``reason``.
+    """
+    oid, aid, time = _column(survey.object_id), _column(survey.alert_id), _column(survey.time)
+    ra, dec = _column(survey.ra), _column(survey.dec)
+    reason = (
+        F.when(oid.isNull(), F.lit(f"null {survey.object_id}"))
+        .when(aid.isNull(), F.lit(f"null {survey.alert_id}"))
+        .when(time.isNull() | F.isnan(time), F.lit(f"null {survey.time}"))
+        .when(ra.isNull() | F.isnan(ra) | (ra < 0) | (ra > 360),
+              F.concat(F.lit(f"{survey.ra} out of [0, 360]: "), ra.cast("string")))
+        .when(dec.isNull() | F.isnan(dec) | (dec < -90) | (dec > 90),
+              F.concat(F.lit(f"{survey.dec} out of [-90, 90]: "), dec.cast("string")))
+    )
+    return alerts.withColumn(REASON, reason)

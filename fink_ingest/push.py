@@ -1,0 +1,196 @@
+"""One night from the datalake into the store: read once, validate, build each table, write.
+
+Steps (``push_night``):
+
+1. List the night's files and check their footers (``datalake.list_night``); a bad file is
+   set aside and reported.
+2. Read with Spark, tag invalid rows with a ``reason`` (``datalake.with_reason``); write them
+   to ``<run_dir>/rejects/`` as parquet; drop duplicate alert ids.
+3. For each table builder: build the table's columns in Spark, stage them as parquet under
+   ``<run_dir>/staging/<table>/``, reconcile types with the table's schema row, then stream
+   the staged batches through the cell encoder into the store (bounded memory).
+4. Reconcile counts: alerts read = rows written + duplicates + rows rejected.
+
+Re-running a night writes the same keys with the same cells: nothing is duplicated.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from pyspark.sql import functions as F
+
+from fink_ingest import cells as cellcodec
+from fink_ingest import datalake, paths, schemarow
+from fink_ingest.tables import BUILDERS
+
+log = logging.getLogger(__name__)
+
+
+def _present_columns(files):
+    """Columns of staged parquet files with at least one non-null value (from footers)."""
+    present, unknown = set(), set()
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            for c in range(group.num_columns):
+                col = group.column(c)
+                name = col.path_in_schema
+                stats = col.statistics
+                if stats is None or not stats.has_null_count:
+                    unknown.add(name)
+                elif stats.null_count < group.num_rows:
+                    present.add(name)
+    return present | unknown
+
+
+def write_staged(table, builder, staged_dir, staged, survey, put_rows, stage_rows):
+    """Stream a staged table into the store.
+
+    Parameters
+    ----------
+    table : fink_ingest.store.base.Table
+    builder : fink_ingest.tables.base.TableBuilder
+    staged_dir : str
+        Directory of parquet files written by Spark.
+    staged : fink_ingest.tables.base.Staged
+        The builder's output (column types and key columns).
+    survey : fink_ingest.config.Survey
+    put_rows, stage_rows : int
+        Rows per store write; rows per batch read back.
+
+    Returns
+    -------
+    int
+        Rows written.
+
+    Raises
+    ------
+    SchemaError
+        If a column's type cannot be reconciled with the table's schema row.
+    """
+    files = sorted(str(p) for p in Path(staged_dir).glob("*.parquet"))
+    if not files:
+        return 0
+    present = _present_columns(files)
+    write_types, changed = schemarow.reconcile(schemarow.read(table, survey.schema_version),
+                                               staged.types, present)
+    schemarow.put(table, survey.schema_version, changed)
+    names = list(write_types)
+    dataset = pads.dataset(files, format="parquet")
+    written = 0
+    for batch in dataset.to_batches(columns=sorted(set(names) | set(staged.key_columns)),
+                                    batch_size=stage_rows):
+        for start in range(0, batch.num_rows, put_rows):
+            part = batch.slice(start, put_rows)
+            keys = builder.keys(part, survey)
+            columns = {n: cellcodec.encode(part.column(part.schema.get_field_index(n)), write_types[n])
+                       for n in names}
+            written += table.put_arrow(keys, columns)
+    return written
+
+
+def push_night(spark, config, store, night, tables=None, run_dir=None):
+    """Push one night into the store.
+
+    Parameters
+    ----------
+    spark : pyspark.sql.SparkSession
+    config : fink_ingest.config.Config
+    store : fink_ingest.store.base.Store
+    night : datetime.date
+    tables : list of str, optional
+        Builder names (keys of ``tables.BUILDERS``); default all.
+    run_dir : str or Path, optional
+        Where rejects, staging and the summary go; default
+        ``<work_dir>/runs/<YYYYMMDD>-<unix time>``.
+
+    Returns
+    -------
+    dict
+        The run summary: ``night``, ``files_read``, ``files_rejected`` (list of
+        ``{file, reason}``), ``alerts_read``, ``rows_rejected``, ``duplicates``,
+        ``rows_written`` (per table name), ``seconds`` (total and per table), ``ok``.
+
+    Raises
+    ------
+    InputError
+        If the night's partition does not exist.
+    """
+    t0 = time.time()
+    survey = config.survey
+    names = list(tables or BUILDERS)
+    run_dir = Path(run_dir or Path(config.work_dir) / "runs" / f"{paths.night_tag(night)}-{int(t0)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    directory = paths.night_dir(config.datalake, night)
+    files = datalake.list_night(spark, directory)
+    summary = {"night": f"{night:%Y-%m-%d}", "partition": directory, "run_dir": str(run_dir),
+               "files_read": len(files.good), "files_rejected": files.rejected, "alerts_read": 0,
+               "rows_rejected": 0, "duplicates": 0, "rows_written": {}, "seconds": {}}
+    alerts = datalake.read_alerts(spark, files)
+    if alerts is not None:
+        _push_alerts(spark, config, store, alerts, files, names, run_dir, summary)
+    summary["seconds"]["total"] = round(time.time() - t0, 2)
+    summary["ok"] = _reconciles(summary, files)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _push_alerts(spark, config, store, alerts, files, names, run_dir, summary):
+    survey = config.survey
+    summary["main_table"] = BUILDERS["main"].table_name(config.table_prefix)
+    checked = datalake.with_reason(alerts, survey)
+    reason = F.col(datalake.REASON)
+    valid_id = F.when(reason.isNull(), datalake._column(survey.alert_id))
+    counts = checked.agg(F.count(F.lit(1)).alias("read"),
+                         F.count(reason).alias("rejected"),
+                         F.count(valid_id).alias("valid"),
+                         F.countDistinct(valid_id).alias("distinct")).first()
+    summary["alerts_read"] = counts["read"]
+    summary["rows_rejected"] = counts["rejected"]
+    summary["duplicates"] = counts["valid"] - counts["distinct"]
+    summary["distinct_alerts"] = counts["distinct"]
+    if counts["rejected"]:
+        rejects = run_dir / "rejects"
+        checked.filter(reason.isNotNull()).write.mode("overwrite").parquet(str(rejects))
+        summary["rejects_file"] = str(rejects)
+        log.warning("%d rows set aside with a reason in %s", counts["rejected"], rejects)
+    valid = (checked.filter(reason.isNull()).drop(datalake.REASON)
+             .withColumn("__alert_id", datalake._column(survey.alert_id))
+             .dropDuplicates(["__alert_id"]).drop("__alert_id"))
+    for name in names:
+        t1 = time.time()
+        builder = BUILDERS[name]
+        table_name = builder.table_name(config.table_prefix)
+        staged = builder.build(valid, survey)
+        staged_dir = run_dir / "staging" / name
+        staged.frame.sortWithinPartitions(*staged.key_columns).write.mode("overwrite").parquet(str(staged_dir))
+        table = store.ensure_table(table_name, builder.families_for(survey))
+        n = write_staged(table, builder, staged_dir, staged, survey,
+                         config.put_rows, config.stage_rows)
+        shutil.rmtree(staged_dir, ignore_errors=True)
+        summary["rows_written"][table_name] = n
+        summary["seconds"][table_name] = round(time.time() - t1, 2)
+        log.info("%s: %d rows written in %.1f s", table_name, n, time.time() - t1)
+
+
+def _reconciles(summary, files):
+    """True if nothing was lost or set aside: every file and row read, the main table complete."""
+    ok = not summary["files_rejected"] and summary["rows_rejected"] == 0
+    expected = files.footer_rows
+    if expected is not None and summary["alerts_read"] != expected:
+        log.error("read %d rows but the file footers hold %d: rows were lost while reading",
+                  summary["alerts_read"], expected)
+        ok = False
+    main = summary.get("main_table")
+    if main in summary["rows_written"] and summary["rows_written"][main] != summary["distinct_alerts"]:
+        log.error("%s: wrote %d rows for %d distinct alerts", main,
+                  summary["rows_written"][main], summary["distinct_alerts"])
+        ok = False
+    return ok

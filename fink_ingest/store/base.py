@@ -1,0 +1,158 @@
+"""The store interface: HBase's data model, shaped like happybase.
+
+A store holds named tables. A table has column families; a cell is addressed by
+``family:qualifier`` (bytes); rows are ordered by the bytes of their row key.
+
+Semantics every backend obeys (written once, here):
+
+- ``put``/``put_batch`` *merge* cells into a row: cells not named are kept, named cells
+  are replaced. Putting the same cells again changes nothing (idempotent).
+- ``scan(start=..., stop=...)`` covers keys ``start <= key < stop`` (start inclusive,
+  stop exclusive; either may be None for open). ``prefix`` selects keys starting with it
+  and excludes ``start``/``stop``. ``reverse=True`` returns the same key range in
+  descending key order (unlike raw HBase, start/stop keep their meaning).
+  ``limit`` caps the number of rows returned. ``columns`` is a list of ``family`` or
+  ``family:qualifier`` (bytes or str); a row with none of them is not returned.
+- Keys and qualifiers are returned as bytes, cell values as bytes.
+"""
+from __future__ import annotations
+
+import abc
+
+
+def as_bytes(value):
+    """str or bytes -> bytes (UTF-8)."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class Table(abc.ABC):
+    """One table of a store. Obtain it with ``store.table(name)``."""
+
+    name: str
+
+    @abc.abstractmethod
+    def put_batch(self, rows):
+        """Merge cells into rows.
+
+        Parameters
+        ----------
+        rows : iterable of (bytes, dict of bytes to bytes)
+            ``(row_key, {b"family:qualifier": value})``.
+
+        Returns
+        -------
+        int
+            Rows written.
+
+        Raises
+        ------
+        StoreError
+            If a family is not one of the table's.
+        """
+
+    def put(self, key, cells):
+        """Merge one row's cells (see ``put_batch``)."""
+        return self.put_batch([(key, cells)])
+
+    def put_arrow(self, keys, columns):
+        """Merge a columnar batch of cells: the fast path of the nightly push.
+
+        Parameters
+        ----------
+        keys : pyarrow.Array of string or binary, shape (n,)
+            Row keys.
+        columns : dict of str to pyarrow.BinaryArray of shape (n,)
+            ``"family:qualifier"`` -> cells; a null is an absent cell.
+
+        Returns
+        -------
+        int
+            Rows written.
+        """
+        names = [as_bytes(c) for c in columns]
+        lists = [col.to_pylist() for col in columns.values()]
+        rows = []
+        for i, key in enumerate(keys.to_pylist()):
+            cells = {n: lst[i] for n, lst in zip(names, lists) if lst[i] is not None}
+            rows.append((as_bytes(key), cells))
+        return self.put_batch(rows)
+
+    @abc.abstractmethod
+    def row(self, key, columns=None):
+        """Cells of one row as dict of bytes to bytes; empty dict if the row does not exist."""
+
+    def rows(self, keys, columns=None):
+        """Existing rows among ``keys``, as a list of ``(key, cells)`` in the order given."""
+        out = []
+        for key in keys:
+            cells = self.row(key, columns)
+            if cells:
+                out.append((as_bytes(key), cells))
+        return out
+
+    @abc.abstractmethod
+    def scan(self, prefix=None, start=None, stop=None, columns=None, limit=None, reverse=False):
+        """Iterate ``(key, cells)`` in key order (see the module docstring for semantics)."""
+
+    @abc.abstractmethod
+    def delete(self, key, columns=None):
+        """Delete a row, or only the named cells/families of it."""
+
+    @abc.abstractmethod
+    def count(self, prefix=None, start=None, stop=None):
+        """Number of rows in the range (same range semantics as ``scan``)."""
+
+
+class Store(abc.ABC):
+    """A set of tables. Backends: ``store.sqlite.SQLiteStore`` (embedded)."""
+
+    url: str
+
+    @abc.abstractmethod
+    def tables(self):
+        """Sorted list of table names (str)."""
+
+    @abc.abstractmethod
+    def create_table(self, name, families):
+        """Create a table with the given column families (list of str).
+
+        Raises
+        ------
+        StoreError
+            If it exists with other families.
+        """
+
+    def ensure_table(self, name, families):
+        """Create the table if it does not exist (idempotent); return it."""
+        if name not in self.tables():
+            self.create_table(name, families)
+        return self.table(name)
+
+    @abc.abstractmethod
+    def drop_table(self, name):
+        """Delete a table and its rows."""
+
+    @abc.abstractmethod
+    def truncate_table(self, name):
+        """Delete every row of a table, keeping the table."""
+
+    @abc.abstractmethod
+    def families(self, name):
+        """Column families of a table (list of str)."""
+
+    @abc.abstractmethod
+    def table(self, name):
+        """The ``Table`` of that name.
+
+        Raises
+        ------
+        StoreError
+            If there is no such table.
+        """
+
+    def size_bytes(self, name):
+        """Bytes the table occupies on disk, if the backend can tell; else None."""
+        return None
+
+    def close(self):
+        """Release connections."""

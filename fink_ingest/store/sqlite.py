@@ -1,0 +1,352 @@
+"""Embedded store: one SQLite file per table (standard library, WAL mode).
+
+Why SQLite: it is in the standard library, its WAL mode lets readers read while one
+writer writes, and a killed process never corrupts the file (an interrupted transaction
+is rolled back on the next open). Rows live in a ``WITHOUT ROWID`` table keyed by the row
+key BLOB, so SQLite's B-tree order is the row-key byte order HBase uses, and range and
+prefix scans are B-tree range reads.
+
+Row layout. A row is one SQLite record whose value packs its cells:
+``[u16 qualifier id][u16 length (0xFFFF then u32 for longer)][value]`` repeated; qualifier
+ids map to ``family:qualifier`` in the table's ``qualifiers`` table. Packed rows longer
+than ``COMPRESS_MIN`` bytes are compressed with zstd level 1 (pyarrow's codec), prefixed by
+a flag byte and the raw length, like HBase's block compression (Snappy/LZ4) but per row.
+Pages are 16 KiB so that a compressed main-table row (~2 KB) stays inside its B-tree page
+rather than spilling to overflow pages. See ``benchmarks/README.md`` for the figures.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fink_ingest.errors import StoreError
+from fink_ingest.rowkeys import prefix_stop
+from fink_ingest.store.base import Store, Table, as_bytes
+
+SUFFIX = ".sqlite"
+PAGE_SIZE = 16384
+COMPRESS_MIN = 256
+RAW, ZSTD = 0, 1
+_LONG = 0xFFFF
+_CODEC = pa.Codec("zstd", compression_level=1)
+
+
+def pack_cells(cells):
+    """Pack ``{qualifier_id: bytes}`` into the row layout (uncompressed)."""
+    out = bytearray()
+    for qid, value in cells.items():
+        n = len(value)
+        out += struct.pack(">HH", qid, n) if n < _LONG else struct.pack(">HHI", qid, _LONG, n)
+        out += value
+    return bytes(out)
+
+
+def unpack_cells(packed):
+    """Inverse of ``pack_cells``: dict of qualifier id to bytes."""
+    cells, i, n = {}, 0, len(packed)
+    while i < n:
+        qid, length = struct.unpack_from(">HH", packed, i)
+        i += 4
+        if length == _LONG:
+            (length,) = struct.unpack_from(">I", packed, i)
+            i += 4
+        cells[qid] = packed[i:i + length]
+        i += length
+    return cells
+
+
+def compress(packed):
+    """Stored value of a packed row: flag byte, then raw bytes or zstd frame with raw length."""
+    if len(packed) < COMPRESS_MIN:
+        return b"\x00" + packed
+    return b"\x01" + struct.pack(">I", len(packed)) + _CODEC.compress(packed, asbytes=True)
+
+
+def decompress(value):
+    """Inverse of ``compress``."""
+    if value[0] == RAW:
+        return value[1:]
+    (length,) = struct.unpack_from(">I", value, 1)
+    return _CODEC.decompress(value[5:], length, asbytes=True)
+
+
+def _merge(old, new):
+    """SQLite function: merge the cells of ``new`` over those of ``old``."""
+    cells = unpack_cells(decompress(old))
+    cells.update(unpack_cells(decompress(new)))
+    return compress(pack_cells(cells))
+
+
+class SQLiteTable(Table):
+    """A table of ``SQLiteStore``; thread-safe (one connection per thread)."""
+
+    def __init__(self, store, name):
+        self.store = store
+        self.name = name
+        self.path = store.path_of(name)
+        self._local = threading.local()
+        self._ids = {}
+        self._names = {}
+        self.families = store.families(name)
+        self._load_qualifiers()
+
+    @property
+    def conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.store.connect(self.path)
+            conn.create_function("merge_cells", 2, _merge, deterministic=True)
+            self._local.conn = conn
+        return conn
+
+    def _load_qualifiers(self):
+        for qid, name in self.conn.execute("SELECT id, name FROM qualifiers"):
+            self._ids[name] = qid
+            self._names[qid] = name
+
+    def _qualifier_ids(self, names):
+        """Ids of ``family:qualifier`` names (bytes), registering new ones."""
+        missing = [n for n in names if n not in self._ids]
+        if missing:
+            for n in missing:
+                family = n.split(b":", 1)[0].decode()
+                if b":" not in n or family not in self.families:
+                    raise StoreError(f"table {self.name!r}: column {n!r} is not in a family of "
+                                     f"{self.families}")
+            with self.conn:
+                self.conn.executemany("INSERT OR IGNORE INTO qualifiers(name) VALUES (?)",
+                                      [(n,) for n in missing])
+            self._load_qualifiers()
+            if max(self._names, default=0) > 0xFFFF:
+                raise StoreError(f"table {self.name!r}: more than 65535 distinct columns")
+        return [self._ids[n] for n in names]
+
+    def _write(self, records):
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO cells(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE "
+                "SET v = merge_cells(v, excluded.v) WHERE v IS NOT excluded.v", records)
+        return len(records)
+
+    def put_batch(self, rows):
+        records = []
+        for key, cells in rows:
+            cells = {as_bytes(q): as_bytes(v) for q, v in cells.items()}
+            ids = self._qualifier_ids(list(cells))
+            records.append((as_bytes(key), compress(pack_cells(dict(zip(ids, cells.values()))))))
+        return self._write(records)
+
+    def put_arrow(self, keys, columns):
+        names = [as_bytes(c) for c in columns]
+        ids = self._qualifier_ids(names)
+        n = len(keys)
+        pieces = []
+        for qid, col in zip(ids, columns.values()):
+            col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+            lengths = np.asarray(pc.binary_length(col).fill_null(0).to_numpy(zero_copy_only=False),
+                                 dtype=np.int64)
+            header = np.empty((n, 2), dtype=">u2")
+            header[:, 0] = qid
+            header[:, 1] = np.minimum(lengths, _LONG)
+            hdr = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(4), n, [None, pa.py_buffer(header.tobytes())]).cast(pa.binary())
+            if (lengths >= _LONG).any():
+                extra = np.where(lengths >= _LONG, lengths, 0).astype(">u4")
+                ext = pa.FixedSizeBinaryArray.from_buffers(
+                    pa.binary(4), n, [None, pa.py_buffer(extra.tobytes())]).cast(pa.binary())
+                hdr = pc.if_else(pa.array(lengths >= _LONG),
+                                 pc.binary_join_element_wise(hdr, ext, b""), hdr)
+            pieces.append(pc.binary_join_element_wise(hdr, col, b""))
+        packed = pc.binary_join_element_wise(*pieces, b"", null_handling="skip")
+        key_list = pc.cast(keys, pa.binary()).to_pylist()
+        records = [(k, compress(p)) for k, p in zip(key_list, packed.to_pylist()) if p]
+        return self._write(records)
+
+    def _decode(self, value, wanted):
+        cells = unpack_cells(decompress(value))
+        if any(qid not in self._names for qid in cells):
+            self._load_qualifiers()
+        out = {}
+        for qid, v in cells.items():
+            name = self._names[qid]
+            if wanted is None or name in wanted or name.split(b":", 1)[0] in wanted:
+                out[name] = v
+        return out
+
+    @staticmethod
+    def _wanted(columns):
+        return None if columns is None else {as_bytes(c) for c in columns}
+
+    def row(self, key, columns=None):
+        hit = self.conn.execute("SELECT v FROM cells WHERE k = ?", (as_bytes(key),)).fetchone()
+        return self._decode(hit[0], self._wanted(columns)) if hit else {}
+
+    def rows(self, keys, columns=None):
+        keys = [as_bytes(k) for k in keys]
+        wanted, found = self._wanted(columns), {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            sql = f"SELECT k, v FROM cells WHERE k IN ({','.join('?' * len(chunk))})"
+            for k, v in self.conn.execute(sql, chunk):
+                found[k] = self._decode(v, wanted)
+        return [(k, found[k]) for k in keys if found.get(k)]
+
+    @staticmethod
+    def _range(prefix, start, stop):
+        if prefix is not None:
+            prefix = as_bytes(prefix)
+            return prefix, prefix_stop(prefix)
+        return (None if start is None else as_bytes(start)), (None if stop is None else as_bytes(stop))
+
+    def _where(self, prefix, start, stop):
+        lo, hi = self._range(prefix, start, stop)
+        clauses, args = [], []
+        if lo is not None:
+            clauses.append("k >= ?")
+            args.append(lo)
+        if hi is not None:
+            clauses.append("k < ?")
+            args.append(hi)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def scan(self, prefix=None, start=None, stop=None, columns=None, limit=None, reverse=False):
+        where, args = self._where(prefix, start, stop)
+        sql = f"SELECT k, v FROM cells{where} ORDER BY k {'DESC' if reverse else 'ASC'}"
+        wanted = self._wanted(columns)
+        if wanted is None and limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        returned = 0
+        for k, v in self.conn.execute(sql, args):
+            cells = self._decode(v, wanted)
+            if not cells:
+                continue
+            yield k, cells
+            returned += 1
+            if limit is not None and returned >= limit:
+                return
+
+    def count(self, prefix=None, start=None, stop=None):
+        where, args = self._where(prefix, start, stop)
+        return self.conn.execute(f"SELECT count(*) FROM cells{where}", args).fetchone()[0]
+
+    def delete(self, key, columns=None):
+        key = as_bytes(key)
+        with self.conn:
+            if columns is None:
+                self.conn.execute("DELETE FROM cells WHERE k = ?", (key,))
+                return
+            hit = self.conn.execute("SELECT v FROM cells WHERE k = ?", (key,)).fetchone()
+            if not hit:
+                return
+            wanted = self._wanted(columns)
+            keep = {qid: v for qid, v in unpack_cells(decompress(hit[0])).items()
+                    if not (self._names[qid] in wanted or self._names[qid].split(b":", 1)[0] in wanted)}
+            if keep:
+                self.conn.execute("UPDATE cells SET v = ? WHERE k = ?", (compress(pack_cells(keep)), key))
+            else:
+                self.conn.execute("DELETE FROM cells WHERE k = ?", (key,))
+
+    def delete_range(self, prefix=None, start=None, stop=None):
+        """Delete every row in the range (scan semantics); returns rows deleted."""
+        where, args = self._where(prefix, start, stop)
+        with self.conn:
+            return self.conn.execute(f"DELETE FROM cells{where}", args).rowcount
+
+
+class SQLiteStore(Store):
+    """Embedded store in a directory: ``<directory>/<table>.sqlite``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Created if missing.
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.url = f"sqlite://{self.directory.resolve()}"
+        self._tables = {}
+        self._lock = threading.Lock()
+
+    def path_of(self, name):
+        if not name or "/" in name or name.startswith("."):
+            raise StoreError(f"table name {name!r} is not valid")
+        return self.directory / f"{name}{SUFFIX}"
+
+    @staticmethod
+    def connect(path):
+        conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.isolation_level = "DEFERRED"
+        return conn
+
+    def tables(self):
+        return sorted(p.name[: -len(SUFFIX)] for p in self.directory.glob(f"*{SUFFIX}"))
+
+    def create_table(self, name, families):
+        path = self.path_of(name)
+        families = sorted(set(families))
+        if path.exists():
+            have = self.families(name)
+            if have != families:
+                raise StoreError(f"table {name!r} exists with families {have}, not {families}")
+            return
+        conn = self.connect(path)
+        with conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS families (name TEXT PRIMARY KEY)")
+            conn.execute("CREATE TABLE IF NOT EXISTS qualifiers "
+                         "(id INTEGER PRIMARY KEY AUTOINCREMENT, name BLOB UNIQUE NOT NULL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS cells (k BLOB PRIMARY KEY, v BLOB NOT NULL) "
+                         "WITHOUT ROWID")
+            conn.executemany("INSERT OR IGNORE INTO families VALUES (?)", [(f,) for f in families])
+        conn.close()
+
+    def families(self, name):
+        path = self.path_of(name)
+        if not path.exists():
+            raise StoreError(f"no table {name!r} in {self.directory}; tables: {self.tables()}")
+        conn = self.connect(path)
+        try:
+            return sorted(r[0] for r in conn.execute("SELECT name FROM families"))
+        finally:
+            conn.close()
+
+    def table(self, name):
+        with self._lock:
+            if name not in self._tables:
+                self._tables[name] = SQLiteTable(self, name)
+            return self._tables[name]
+
+    def drop_table(self, name):
+        with self._lock:
+            self._tables.pop(name, None)
+        path = self.path_of(name)
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if p.exists():
+                os.remove(p)
+
+    def truncate_table(self, name):
+        self.table(name).delete_range()
+
+    def size_bytes(self, name):
+        """Bytes on disk of the table (after a WAL checkpoint), page-exact."""
+        conn = self.table(name).conn
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * PAGE_SIZE
+
+    def close(self):
+        with self._lock:
+            self._tables.clear()

@@ -182,8 +182,70 @@ def decode(cell, type_name):
         return bytes(cell)
     text = cell.decode("utf-8")
     if k == "json":
-        return json.loads(text)
+        return conform(json.loads(text), parse_type(type_name))
     return text
+
+
+_NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def parse_type(type_name):
+    """Parse a Spark ``simpleString`` type into a tree.
+
+    Returns
+    -------
+    str or tuple
+        A leaf type name, ``("struct", [(name, tree), ...])``, ``("array", tree)`` or
+        ``("map", key_tree, value_tree)``.
+    """
+    tree, rest = _parse(type_name.replace(" ", ""), 0)
+    return tree
+
+
+def _parse(text, i):
+    for head in ("struct<", "array<", "map<"):
+        if text.startswith(head, i):
+            i += len(head)
+            if head == "array<":
+                elem, i = _parse(text, i)
+                return ("array", elem), i + 1
+            if head == "map<":
+                key, i = _parse(text, i)
+                value, i = _parse(text, i + 1)
+                return ("map", key, value), i + 1
+            fields = []
+            while text[i] != ">":
+                colon = text.index(":", i)
+                name = text[i:colon]
+                sub, i = _parse(text, colon + 1)
+                fields.append((name.strip("`"), sub))
+                if text[i] == ",":
+                    i += 1
+            return ("struct", fields), i + 1
+    j = i
+    depth = 0
+    while j < len(text) and (depth or text[j] not in ",>"):
+        depth += text[j] == "("
+        depth -= text[j] == ")"
+        j += 1
+    return text[i:j], j
+
+
+def conform(value, tree):
+    """Give parsed JSON the types of the tree: non-finite floats that Spark's ``to_json``
+    writes as the strings ``"NaN"``/``"Infinity"`` become floats again, float fields floats."""
+    if value is None:
+        return None
+    if isinstance(tree, str):
+        if tree in FLOAT_TYPES:
+            return _NON_FINITE[value] if isinstance(value, str) else float(value)
+        return value
+    if tree[0] == "struct":
+        types = dict(tree[1])
+        return {k: conform(v, types.get(k, "string")) for k, v in value.items()}
+    if tree[0] == "array":
+        return [conform(v, tree[1]) for v in value]
+    return {k: conform(v, tree[2]) for k, v in value.items()}
 
 
 def decode_column(cells, type_name):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 from pyspark.sql import functions as F
 
@@ -33,6 +34,11 @@ class NightFiles:
 
     good: dict
     rejected: list
+
+    def reject(self, uri, reason):
+        """Move a file from ``good`` to ``rejected``."""
+        self.good.pop(uri, None)
+        self.rejected.append({"file": uri, "reason": reason})
 
     @property
     def footer_rows(self):
@@ -148,3 +154,27 @@ def with_reason(alerts, survey):
               F.concat(F.lit(f"{survey.dec} out of [-90, 90]: "), dec.cast("string")))
     )
     return alerts.withColumn(REASON, reason)
+
+
+_FAILED_FILE = re.compile(r"reading file (\S+?)\.? ")
+
+
+def first_line(exc):
+    """The informative line of an exception's message: the one naming the failed file if any,
+    else the first (Spark errors carry a Java stack below)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    named = [line for line in lines if _FAILED_FILE.search(line + " ")]
+    return (named or lines)[0][:500]
+
+
+def failed_file(exc, files):
+    """The night file a Spark failure names, if it is one of ``files.good``; else None.
+
+    Spark reports ``FAILED_READ_FILE ... Encountered error while reading file <uri>``.
+    """
+    for match in _FAILED_FILE.finditer(str(exc)):
+        named = match.group(1)
+        for uri in files.good:
+            if named == uri or named.replace("file:///", "file:/") == uri or named.endswith(uri.split(":", 1)[-1]):
+                return uri
+    return None

@@ -133,9 +133,22 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
     summary = {"night": f"{night:%Y-%m-%d}", "partition": directory, "run_dir": str(run_dir),
                "files_read": len(files.good), "files_rejected": files.rejected, "alerts_read": 0,
                "rows_rejected": 0, "duplicates": 0, "rows_written": {}, "seconds": {}}
-    alerts = datalake.read_alerts(spark, files)
-    if alerts is not None:
-        _push_alerts(spark, config, store, alerts, files, names, run_dir, summary)
+    while True:
+        alerts = datalake.read_alerts(spark, files)
+        if alerts is None:
+            break
+        try:
+            _push_alerts(spark, config, store, alerts, files, names, run_dir, summary)
+            break
+        except Exception as exc:  # noqa: BLE001 - only a failure naming a night file is handled
+            bad = datalake.failed_file(exc, files)
+            if bad is None:
+                raise
+            reason = f"unreadable by Spark: {datalake.first_line(exc)}"
+            log.error("%s: %s; set aside, pushing the night again without it", bad, reason)
+            files.reject(bad, reason)
+            summary["files_read"] = len(files.good)
+            summary["files_rejected"] = files.rejected
     summary["seconds"]["total"] = round(time.time() - t0, 2)
     summary["ok"] = _reconciles(summary, files)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -25,7 +25,6 @@ def spark_session(config):
         builder = builder.master(config.spark_master)
     for key, value in config.spark_options.items():
         builder = builder.config(key, value)
-    builder = builder.config("spark.sql.files.ignoreCorruptFiles", "true")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark

@@ -1,0 +1,42 @@
+"""Print an object's alerts from the store: ``python -m fink_ingest.show [--store DIR] objectId``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from fink_ingest.config import load_config
+from fink_ingest.read import Reader
+from fink_ingest.store import open_store
+
+DEFAULT_COLUMNS = ["i:objectId", "i:candid", "i:jd", "i:fid", "i:magpsf", "i:sigmapsf",
+                   "i:ra", "i:dec", "d:cdsxmatch", "d:roid"]
+
+
+def main(argv=None):
+    """Print the alerts of the given objects; exit code 1 if none is found."""
+    p = argparse.ArgumentParser(prog="python -m fink_ingest.show", description=__doc__)
+    p.add_argument("objectId", nargs="*", help="object ids; none: list a few stored ones")
+    p.add_argument("--store", help="store URL or directory (default from the configuration)")
+    p.add_argument("--conf", help="configuration file")
+    p.add_argument("--columns", help="comma-separated columns, or 'all'")
+    args = p.parse_args(argv)
+    config = load_config(args.conf, store=args.store)
+    store = open_store(config.store)
+    reader = Reader(store, config)
+    if not args.objectId:
+        table = store.table(config.table_prefix)
+        print(f"{table.count()} rows in {config.table_prefix}; first object ids:")
+        for key, _ in table.scan(prefix=b"ZTF", limit=5, columns=["i:objectId"]):
+            print(" ", key.decode().split("_")[0])
+        return 0
+    columns = None if args.columns == "all" else (args.columns.split(",") if args.columns else DEFAULT_COLUMNS)
+    frame = reader.objects(args.objectId, columns=columns)
+    with pd.option_context("display.max_columns", 20, "display.width", 200):
+        print(frame.to_string(index=False) if len(frame) else "no alert found")
+    return 0 if len(frame) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

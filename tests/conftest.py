@@ -1,0 +1,58 @@
+"""Shared fixtures: one local Spark session, the real data, a store filled from the real night."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "jobs"))
+
+DATASIM = Path(os.environ.get("FINK_DATASIM", ROOT.parent / "shared" / "datasim"))
+NIGHT_DIR = DATASIM / "ztf" / "archive" / "science" / "year=2024" / "month=01" / "day=15"
+
+
+@pytest.fixture(scope="session")
+def datasim():
+    """Root of the real ZTF data (../shared/datasim or $FINK_DATASIM)."""
+    if not NIGHT_DIR.exists():
+        pytest.fail(f"real data not found at {DATASIM}; set FINK_DATASIM")
+    return DATASIM
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole run (local[2], 2 shuffle partitions, UTC)."""
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("fink-ingest-tests")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def make_config(datalake, store, work_dir, **extra):
+    """Configuration of the project with test paths."""
+    from fink_ingest.config import load_config
+
+    return load_config(None, datalake=str(datalake), store=str(store), work_dir=str(work_dir), **extra)
+
+
+@pytest.fixture(scope="session")
+def real_night_push(spark, datasim, tmp_path_factory):
+    """The real night 2024-01-15 pushed once into a fresh store: (config, store, summary)."""
+    from fink_ingest import paths
+    from fink_ingest.push import push_night
+    from fink_ingest.store import open_store
+
+    base = tmp_path_factory.mktemp("real_night")
+    config = make_config(datasim / "ztf" / "archive", base / "store", base / "work")
+    store = open_store(config.store)
+    summary = push_night(spark, config, store, paths.parse_night("2024-01-15"))
+    return config, store, summary

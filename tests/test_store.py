@@ -1,0 +1,145 @@
+"""Store contract: the semantics written in fink_ingest/store/base.py, on every backend."""
+import multiprocessing
+import sqlite3
+
+import pyarrow as pa
+import pytest
+
+from fink_ingest.errors import StoreError
+from fink_ingest.store import open_store
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    s = open_store(str(tmp_path / "store"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def table(store):
+    store.create_table("t", ["i", "d"])
+    t = store.table("t")
+    t.put_batch([(f"{oid}_{jd}".encode(), {b"i:jd": str(jd).encode(), b"d:c": oid.encode()})
+                 for oid in ("a", "b", "c") for jd in (1, 2, 3)])
+    return t
+
+
+def keys(rows):
+    return [k.decode() for k, _ in rows]
+
+
+def test_put_merges_cells(table):
+    table.put(b"a_1", {b"d:new": b"x"})
+    table.put(b"a_1", {b"i:jd": b"9"})
+    assert table.row(b"a_1") == {b"i:jd": b"9", b"d:c": b"a", b"d:new": b"x"}
+    assert table.row(b"zz") == {}
+
+
+def test_put_same_cells_twice_changes_nothing(table):
+    before = list(table.scan())
+    table.put_batch([(k, c) for k, c in before])
+    assert list(table.scan()) == before
+
+
+def test_scan_range_semantics(table):
+    assert keys(table.scan(start=b"a_2", stop=b"b_2")) == ["a_2", "a_3", "b_1"]
+    assert keys(table.scan(prefix=b"b_")) == ["b_1", "b_2", "b_3"]
+    assert keys(table.scan(prefix=b"b_", reverse=True)) == ["b_3", "b_2", "b_1"]
+    assert keys(table.scan(start=b"a_2", stop=b"b_2", reverse=True)) == ["b_1", "a_3", "a_2"]
+    assert keys(table.scan(limit=2, reverse=True)) == ["c_3", "c_2"]
+    assert keys(table.scan(start=b"c_2")) == ["c_2", "c_3"]
+    assert keys(table.scan(stop=b"a_2")) == ["a_1"]
+    assert table.count(prefix=b"a_") == 3
+
+
+def test_scan_column_subset(table):
+    table.put(b"d_1", {b"d:c": b"only d"})
+    rows = dict(table.scan(columns=[b"i:jd"]))
+    assert rows[b"a_1"] == {b"i:jd": b"1"} and b"d_1" not in rows
+    assert dict(table.scan(columns=["d"], prefix=b"d"))[b"d_1"] == {b"d:c": b"only d"}
+
+
+def test_rows_get_many_in_order(table):
+    assert keys(table.rows([b"c_1", b"nope", b"a_2"])) == ["c_1", "a_2"]
+
+
+def test_put_arrow_equals_put_batch(store):
+    store.create_table("x", ["i"])
+    store.create_table("y", ["i"])
+    big = b"v" * 70000  # longer than the 16-bit length field
+    cols = {"i:a": pa.array([b"1", None, big]), "i:b": pa.array([None, b"2", b"3"])}
+    store.table("x").put_arrow(pa.array(["k1", "k2", "k3"]), cols)
+    store.table("y").put_batch([(b"k1", {b"i:a": b"1"}), (b"k2", {b"i:b": b"2"}),
+                                (b"k3", {b"i:a": big, b"i:b": b"3"})])
+    assert list(store.table("x").scan()) == list(store.table("y").scan())
+
+
+def test_unknown_family_is_an_error(table):
+    with pytest.raises(StoreError, match="'t'.*b'x:y'"):
+        table.put(b"k", {b"x:y": b"1"})
+
+
+def test_delete_cells_and_rows(table):
+    table.delete(b"a_1", columns=[b"d:c"])
+    assert table.row(b"a_1") == {b"i:jd": b"1"}
+    table.delete(b"a_1")
+    assert table.row(b"a_1") == {}
+
+
+def test_tables_truncate_drop_and_families(store, table):
+    assert store.tables() == ["t"] and store.families("t") == ["d", "i"]
+    with pytest.raises(StoreError, match="families"):
+        store.create_table("t", ["i"])
+    store.truncate_table("t")
+    assert list(store.table("t").scan()) == [] and store.tables() == ["t"]
+    store.drop_table("t")
+    assert store.tables() == []
+    with pytest.raises(StoreError, match="no table 't'"):
+        store.table("t")
+
+
+def test_data_survives_reopen(tmp_path):
+    s = open_store(str(tmp_path / "s"))
+    s.create_table("t", ["i"])
+    s.table("t").put(b"k", {b"i:q": b"v"})
+    s.close()
+    assert open_store(str(tmp_path / "s")).table("t").row(b"k") == {b"i:q": b"v"}
+
+
+def _killed_writer(path):
+    s = open_store(path)
+    t = s.table("t")
+    conn = t.conn
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO cells VALUES (?, ?)", (b"half", b"\x00written"))
+    import os
+    os._exit(9)  # killed in the middle of a transaction
+
+
+def test_killed_writer_leaves_a_consistent_store(tmp_path):
+    path = str(tmp_path / "s")
+    s = open_store(path)
+    s.create_table("t", ["i"])
+    s.table("t").put(b"k", {b"i:q": b"v"})
+    proc = multiprocessing.get_context("fork").Process(target=_killed_writer, args=(path,))
+    proc.start()
+    proc.join()
+    assert proc.exitcode == 9
+    fresh = open_store(path).table("t")
+    assert list(fresh.scan()) == [(b"k", {b"i:q": b"v"})]
+    assert fresh.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_reader_reads_while_a_writer_holds_a_transaction(tmp_path):
+    path = str(tmp_path / "s")
+    s = open_store(path)
+    s.create_table("t", ["i"])
+    s.table("t").put(b"k", {b"i:q": b"v"})
+    writer = sqlite3.connect(s.path_of("t"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM cells")
+    assert open_store(path).table("t").row(b"k") == {b"i:q": b"v"}  # WAL: not blocked
+    writer.execute("ROLLBACK")

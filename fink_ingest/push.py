@@ -161,10 +161,12 @@ def _push_alerts(spark, config, store, alerts, files, names, run_dir, summary):
     checked = datalake.with_reason(alerts, survey)
     reason = F.col(datalake.REASON)
     valid_id = F.when(reason.isNull(), datalake._column(survey.alert_id))
+    t_count = time.time()
     counts = checked.agg(F.count(F.lit(1)).alias("read"),
                          F.count(reason).alias("rejected"),
                          F.count(valid_id).alias("valid"),
                          F.countDistinct(valid_id).alias("distinct")).first()
+    log.info("counted %d alerts in %.1f s", counts["read"], time.time() - t_count)
     summary["alerts_read"] = counts["read"]
     summary["rows_rejected"] = counts["rejected"]
     summary["duplicates"] = counts["valid"] - counts["distinct"]
@@ -174,9 +176,10 @@ def _push_alerts(spark, config, store, alerts, files, names, run_dir, summary):
         checked.filter(reason.isNotNull()).write.mode("overwrite").parquet(str(rejects))
         summary["rejects_file"] = str(rejects)
         log.warning("%d rows set aside with a reason in %s", counts["rejected"], rejects)
-    valid = (checked.filter(reason.isNull()).drop(datalake.REASON)
-             .withColumn("__alert_id", datalake._column(survey.alert_id))
-             .dropDuplicates(["__alert_id"]).drop("__alert_id"))
+    valid = checked.filter(reason.isNull()).drop(datalake.REASON)
+    if summary["duplicates"]:  # the shuffle of whole rows is paid only by nights that need it
+        valid = (valid.withColumn("__alert_id", datalake._column(survey.alert_id))
+                 .dropDuplicates(["__alert_id"]).drop("__alert_id"))
     for name in names:
         t1 = time.time()
         builder = BUILDERS[name]
@@ -184,6 +187,7 @@ def _push_alerts(spark, config, store, alerts, files, names, run_dir, summary):
         staged = builder.build(valid, survey)
         staged_dir = run_dir / "staging" / name
         staged.frame.sortWithinPartitions(*staged.key_columns).write.mode("overwrite").parquet(str(staged_dir))
+        log.info("%s: staged in %.1f s", table_name, time.time() - t1)
         table = store.ensure_table(table_name, builder.families_for(survey))
         n = write_staged(table, builder, staged_dir, staged, survey,
                          config.put_rows, config.stage_rows)

@@ -1,0 +1,117 @@
+"""Benchmark of the nightly push against a plain pyarrow read of the same input, same run.
+
+    python benchmarks/bench_push.py --alerts 100000 400000
+
+For each size: datasim scales the real night 2024-01-15 up to N alerts (fresh objectId and
+candid, jittered positions and times, every column kept), then, in this process:
+
+- ``read``: ``pyarrow.parquet.read_table`` of the columns the main table takes (the
+  baseline a user would get by reading the datalake directly);
+- ``push``: ``push_night`` of the main table into a fresh embedded store (Spark local[*]
+  already started; its start-up is reported apart).
+
+Printed: alerts/s, alerts/s per core, push/read ratio, bytes stored per alert, and the peak
+resident memory (high-water mark) of the driver and of the Spark JVM.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "jobs"))
+
+import pyarrow.parquet as pq  # noqa: E402
+
+from datasim.scale import scale_night  # noqa: E402
+from fink_ingest import paths  # noqa: E402
+from fink_ingest.config import load_config  # noqa: E402
+from fink_ingest.push import push_night  # noqa: E402
+from fink_ingest.store import open_store  # noqa: E402
+from fink_push import spark_session  # noqa: E402
+
+NIGHT = "2024-01-15"
+
+
+def high_water_mb(pid="self"):
+    """Peak resident memory (VmHWM) of a process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--alerts", type=int, nargs="+", default=[100_000])
+    p.add_argument("--datasim", default=str(ROOT.parent / "shared" / "datasim"))
+    p.add_argument("--tables", default="main")
+    p.add_argument("--keep", action="store_true", help="keep the scaled datalake and store")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    source = Path(args.datasim) / "ztf" / "archive" / "science" / "year=2024" / "month=01" / "day=15"
+    cores = os.cpu_count()
+    work = Path(tempfile.mkdtemp(prefix="fink_bench_"))
+    config = load_config(None, datalake=str(work / "lake"), store=str(work / "store"),
+                         work_dir=str(work / "work"))
+    t0 = time.time()
+    spark = spark_session(config)
+    startup = time.time() - t0
+    jvm_pid = spark._jvm.ProcessHandle.current().pid()
+    results = []
+    for n in args.alerts:
+        shutil.rmtree(work / "lake", ignore_errors=True)
+        shutil.rmtree(work / "store", ignore_errors=True)
+        t0 = time.time()
+        scale_night(str(source), str(work / "lake"), NIGHT, n)
+        scale_s = time.time() - t0
+        night_dir = paths.night_dir(config.datalake, paths.parse_night(NIGHT))
+        schema = pq.read_schema(next(Path(night_dir).glob("*.parquet")))
+        s = config.survey
+        columns = [c for c in schema.names if c not in set(s.served_elsewhere) | set(s.partition)]
+        t0 = time.time()
+        table = pq.read_table(night_dir, columns=columns)
+        read_s = time.time() - t0
+        assert table.num_rows == n
+        del table
+        store = open_store(config.store)
+        t0 = time.time()
+        summary = push_night(spark, config, store, paths.parse_night(NIGHT), args.tables.split(","))
+        push_s = time.time() - t0
+        if not summary["ok"]:
+            raise SystemExit(f"push failed: {json.dumps(summary)[:2000]}")
+        sizes = {t: store.size_bytes(t) for t in store.tables()}
+        res = {
+            "alerts": n, "cores": cores, "scale_s": round(scale_s, 1), "read_s": round(read_s, 2),
+            "push_s": round(push_s, 2), "push_over_read": round(push_s / read_s, 1),
+            "alerts_per_s": round(n / push_s), "alerts_per_s_per_core": round(n / push_s / cores),
+            "seconds_per_table": summary["seconds"], "bytes_per_alert": {t: round(b / n) for t, b in sizes.items()},
+            "peak_driver_mb": round(high_water_mb()), "peak_jvm_mb": round(high_water_mb(jvm_pid)),
+        }
+        results.append(res)
+        print(json.dumps(res), flush=True)
+    print(f"\nSpark start-up (once per run, not in push_s): {startup:.1f} s; machine: {cores} cores")
+    print(f"{'alerts':>8} {'read s':>7} {'push s':>7} {'push/read':>9} {'alerts/s':>9} {'per core':>9} "
+          f"{'B/alert main':>12} {'peak drv MB':>11} {'peak JVM MB':>11}")
+    for r in results:
+        print(f"{r['alerts']:>8} {r['read_s']:>7} {r['push_s']:>7} {r['push_over_read']:>9} "
+              f"{r['alerts_per_s']:>9} {r['alerts_per_s_per_core']:>9} "
+              f"{r['bytes_per_alert'].get(config.table_prefix, 0):>12} {r['peak_driver_mb']:>11} "
+              f"{r['peak_jvm_mb']:>11}")
+    print("(peak memory is a high-water mark over the whole run, so it is cumulative across sizes)")
+    spark.stop()
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

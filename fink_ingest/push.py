@@ -19,9 +19,9 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
@@ -30,6 +30,8 @@ from fink_ingest import datalake, paths, schemarow
 from fink_ingest.tables import BUILDERS
 
 log = logging.getLogger(__name__)
+# Row groups of staged files: the writer holds one in memory at a time.
+STAGE_ROW_GROUP_BYTES = 32 * 1024 * 1024
 
 
 def _present_columns(files):
@@ -83,16 +85,32 @@ def write_staged(table, builder, staged_dir, staged, survey, put_rows, stage_row
                                                staged.types, present)
     schemarow.put(table, survey.schema_version, changed)
     names = list(write_types)
-    dataset = pads.dataset(files, format="parquet")
+    wanted = sorted(set(names) | set(staged.key_columns))
+
+    def chunks():
+        for path in files:  # one file, one row group at a time: memory bounded by stage_rows
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=stage_rows, columns=wanted):
+                for start in range(0, batch.num_rows, put_rows):
+                    yield batch.slice(start, put_rows)
+
+    def prepare(part):
+        keys = builder.keys(part, survey)
+        columns = {n: cellcodec.encode(part.column(part.schema.get_field_index(n)), write_types[n])
+                   for n in names}
+        return table.prepare_arrow(keys, columns)
+
     written = 0
-    for batch in dataset.to_batches(columns=sorted(set(names) | set(staged.key_columns)),
-                                    batch_size=stage_rows):
-        for start in range(0, batch.num_rows, put_rows):
-            part = batch.slice(start, put_rows)
-            keys = builder.keys(part, survey)
-            columns = {n: cellcodec.encode(part.column(part.schema.get_field_index(n)), write_types[n])
-                       for n in names}
-            written += table.put_arrow(keys, columns)
+    # Two stages overlap: a worker thread encodes, packs and compresses the next chunk while
+    # this thread writes the current one (both release the GIL in their C parts).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for part in chunks():
+            future = pool.submit(prepare, part)
+            if pending is not None:
+                written += table.write_prepared(pending.result())
+            pending = future
+        if pending is not None:
+            written += table.write_prepared(pending.result())
     return written
 
 
@@ -186,7 +204,8 @@ def _push_alerts(spark, config, store, alerts, files, names, run_dir, summary):
         table_name = builder.table_name(config.table_prefix)
         staged = builder.build(valid, survey)
         staged_dir = run_dir / "staging" / name
-        staged.frame.sortWithinPartitions(*staged.key_columns).write.mode("overwrite").parquet(str(staged_dir))
+        (staged.frame.sortWithinPartitions(*staged.key_columns).write.mode("overwrite")
+         .option("parquet.block.size", STAGE_ROW_GROUP_BYTES).parquet(str(staged_dir)))
         log.info("%s: staged in %.1f s", table_name, time.time() - t1)
         table = store.ensure_table(table_name, builder.families_for(survey))
         n = write_staged(table, builder, staged_dir, staged, survey,

@@ -77,6 +77,16 @@ class Table(abc.ABC):
             rows.append((as_bytes(key), cells))
         return self.put_batch(rows)
 
+    def prepare_arrow(self, keys, columns):
+        """First half of ``put_arrow``, safe to run in another thread: turn a columnar batch
+        into whatever ``write_prepared`` takes (backends override both to overlap encoding
+        with writing). Parameters as ``put_arrow``."""
+        return keys, columns
+
+    def write_prepared(self, prepared):
+        """Second half of ``put_arrow``: write what ``prepare_arrow`` returned; returns rows."""
+        return self.put_arrow(*prepared)
+
     @abc.abstractmethod
     def row(self, key, columns=None):
         """Cells of one row as dict of bytes to bytes; empty dict if the row does not exist."""

@@ -144,6 +144,14 @@ class SQLiteTable(Table):
         return self._write(records)
 
     def put_arrow(self, keys, columns):
+        return self.write_prepared(self.prepare_arrow(keys, columns))
+
+    def write_prepared(self, prepared):
+        return self._write(prepared)
+
+    def prepare_arrow(self, keys, columns):
+        """Packed, compressed ``(key, value)`` records of a columnar batch (vectorised packing;
+        zstd releases the GIL, so this overlaps with ``write_prepared`` in another thread)."""
         names = [as_bytes(c) for c in columns]
         ids = self._qualifier_ids(names)
         n = len(keys)
@@ -166,8 +174,7 @@ class SQLiteTable(Table):
             pieces.append(pc.binary_join_element_wise(hdr, col, b""))
         packed = pc.binary_join_element_wise(*pieces, b"", null_handling="skip")
         key_list = pc.cast(keys, pa.binary()).to_pylist()
-        records = [(k, compress(p)) for k, p in zip(key_list, packed.to_pylist()) if p]
-        return self._write(records)
+        return [(k, compress(p)) for k, p in zip(key_list, packed.to_pylist()) if p]
 
     def _decode(self, value, wanted):
         cells = unpack_cells(decompress(value))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fink_ingest.errors import ConfigError, InputError
+
+from fink_ingest.paths import parse_night
 
 from .layout import (JD_UNIX_EPOCH, WRITE_OPTIONS, candidate_jd, find_alert_files, night_dir,
                      read_parquet)
@@ -40,33 +41,6 @@ _MAX_SEED = 10_000
 _MAX_ALERTS = 10**10
 _MAX_DAY = (2**63 - _CANDID_BASE) // 10**14 - 1  # candid = base + day * 1e14 + seed * 1e10 + clone index
 _JD_FIELDS = ("jd", "jdstarthist", "jdendhist")  # candidate fields moved with the alert
-
-
-def parse_night(night) -> dt.date:
-    """Parse a night (UTC date).
-
-    Parameters
-    ----------
-    night : str or datetime.date
-        'YYYY-MM-DD' or 'YYYYMMDD'.
-
-    Returns
-    -------
-    datetime.date
-
-    Raises
-    ------
-    ConfigError
-        If ``night`` has another format or is not a date.
-    """
-    if isinstance(night, dt.date):
-        return night
-    text = str(night).strip()
-    fmt = "%Y%m%d" if re.fullmatch(r"\d{8}", text) else "%Y-%m-%d"
-    try:
-        return dt.datetime.strptime(text, fmt).date()
-    except ValueError:
-        raise ConfigError(f"night {night!r}: expected 'YYYY-MM-DD' or 'YYYYMMDD'") from None
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -254,7 +228,7 @@ def scale_night(source, prefix, night, n_alerts, *, seed=0, rows_per_file=50_000
         Source missing, unreadable or not alerts (see :func:`load_source`).
     """
     _check(n_alerts, seed, rows_per_file, workers)
-    date = parse_night(night)
+    date = night if isinstance(night, dt.date) else parse_night(night)
     src = load_source(source, drop_columns)
     n_src = src.num_rows
     _, obj_code = np.unique(src["objectId"].to_numpy(zero_copy_only=False).astype(str), return_inverse=True)

@@ -5,10 +5,13 @@
 For each size: datasim scales the real night 2024-01-15 up to N alerts (fresh objectId and
 candid, jittered positions and times, every column kept), then, in this process:
 
-- ``read``: ``pyarrow.parquet.read_table`` of the columns the main table takes (the
-  baseline a user would get by reading the datalake directly);
 - ``push``: ``push_night`` of the main table into a fresh embedded store (Spark local[*]
-  already started; its start-up is reported apart).
+  already started; its start-up is reported apart);
+- ``read``: then ``pyarrow.parquet.read_table`` of the columns the main table takes (the
+  baseline a user would get by reading the datalake directly).
+
+Scaling runs in a subprocess and the baseline after the push, so the peak memory printed
+is the push's own (the high-water mark is reset before each push).
 
 Printed: alerts/s, alerts/s per core, push/read ratio, bytes stored per alert, and the peak
 resident memory (high-water mark) of the driver and of the Spark JVM.
@@ -20,6 +23,7 @@ import logging
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +35,6 @@ sys.path.insert(0, str(ROOT / "jobs"))
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from datasim.scale import scale_night  # noqa: E402
 from fink_ingest import paths  # noqa: E402
 from fink_ingest.config import load_config  # noqa: E402
 from fink_ingest.push import push_night  # noqa: E402
@@ -71,24 +74,27 @@ def main(argv=None):
     for n in args.alerts:
         shutil.rmtree(work / "lake", ignore_errors=True)
         shutil.rmtree(work / "store", ignore_errors=True)
-        t0 = time.time()
-        scale_night(str(source), str(work / "lake"), NIGHT, n)
+        t0 = time.time()  # in a subprocess, so its memory is not counted as the push's
+        subprocess.run([sys.executable, str(ROOT / "bin" / "fink_datasim"), "scale", "--source",
+                        str(source), "--prefix", str(work / "lake"), "--night", NIGHT, "--n", str(n)],
+                       check=True, stdout=subprocess.DEVNULL)
         scale_s = time.time() - t0
         night_dir = paths.night_dir(config.datalake, paths.parse_night(NIGHT))
         schema = pq.read_schema(next(Path(night_dir).glob("*.parquet")))
         s = config.survey
         columns = [c for c in schema.names if c not in set(s.served_elsewhere) | set(s.partition)]
-        t0 = time.time()
-        table = pq.read_table(night_dir, columns=columns)
-        read_s = time.time() - t0
-        assert table.num_rows == n
-        del table
         store = open_store(config.store)
         for pid in ("self", jvm_pid):  # peak memory of the push alone, not of the baseline read
             Path(f"/proc/{pid}/clear_refs").write_text("5")
         t0 = time.time()
         summary = push_night(spark, config, store, paths.parse_night(NIGHT), args.tables.split(","))
         push_s = time.time() - t0
+        peak_driver, peak_jvm = high_water_mb(), high_water_mb(jvm_pid)
+        t0 = time.time()  # the baseline, after the push so that it does not inflate its peak
+        table = pq.read_table(night_dir, columns=columns)
+        read_s = time.time() - t0
+        assert table.num_rows == n
+        del table
         if not summary["ok"]:
             raise SystemExit(f"push failed: {json.dumps(summary)[:2000]}")
         sizes = {t: store.size_bytes(t) for t in store.tables()}
@@ -97,7 +103,7 @@ def main(argv=None):
             "push_s": round(push_s, 2), "push_over_read": round(push_s / read_s, 1),
             "alerts_per_s": round(n / push_s), "alerts_per_s_per_core": round(n / push_s / cores),
             "seconds_per_table": summary["seconds"], "bytes_per_alert": {t: round(b / n) for t, b in sizes.items()},
-            "peak_driver_mb": round(high_water_mb()), "peak_jvm_mb": round(high_water_mb(jvm_pid)),
+            "peak_driver_mb": round(peak_driver), "peak_jvm_mb": round(peak_jvm),
         }
         results.append(res)
         print(json.dumps(res), flush=True)

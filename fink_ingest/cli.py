@@ -31,6 +31,12 @@ def parser():
     p.add_argument("--store", help="store URL or directory (overrides the configuration)")
     p.add_argument("--work-dir", help="directory for run logs, rejects and staging")
     p.add_argument("--spark-master", help="Spark master (ignored under spark-submit)")
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Spark option, repeatable (e.g. spark.driver.memory=4g)")
+    p.add_argument("--survey", help="survey description schemas/<survey>.toml (default ztf)")
+    p.add_argument("--table-prefix", help="prefix of every table name (default ztf)")
+    p.add_argument("--put-rows", type=int, help="rows per store write")
+    p.add_argument("--stage-rows", type=int, help="rows per staged batch read back by the writer")
     return p
 
 
@@ -75,7 +81,10 @@ def main(spark_factory, argv=None):
     args = parser().parse_args(argv)
     try:
         config = load_config(args.conf, datalake=args.datalake, store=args.store,
-                             work_dir=args.work_dir, spark_master=args.spark_master)
+                             work_dir=args.work_dir, spark_master=args.spark_master,
+                             survey=args.survey, table_prefix=args.table_prefix,
+                             put_rows=args.put_rows, stage_rows=args.stage_rows,
+                             spark_options=args.spark_conf)
         if not args.night:
             raise FinkIngestError("give --night YYYY-MM-DD")
         night = paths.parse_night(args.night)

@@ -106,7 +106,7 @@ _TOP_KEYS = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark",
 _SPARK_KEYS = {"master", "options"}
 _BATCH_KEYS = {"put_rows", "stage_rows"}
 _OVERRIDABLE = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark_master",
-                "put_rows", "stage_rows"}
+                "put_rows", "stage_rows", "spark_options"}
 
 
 def _check_keys(path, where, found, allowed):
@@ -171,8 +171,8 @@ def load_config(path=None, **overrides):
     **overrides
         Values that replace the file's (``None`` means "not given"): ``datalake``,
         ``survey``, ``table_prefix``, ``store``, ``work_dir``, ``spark_master``,
-        ``put_rows``, ``stage_rows``. Relative paths given here are relative to the
-        current directory.
+        ``put_rows``, ``stage_rows``, ``spark_options`` (list of ``KEY=VALUE`` added to the
+        file's). Relative paths given here are relative to the current directory.
 
     Returns
     -------
@@ -194,6 +194,12 @@ def load_config(path=None, **overrides):
     if bad:
         raise ConfigError(f"override(s) {sorted(bad)} unknown; expected among {sorted(_OVERRIDABLE)}")
     base = path.parent
+    options = {str(k): str(v) for k, v in spark.get("options", {}).items()}
+    for item in overrides.pop("spark_options", None) or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Spark option {item!r}: expected KEY=VALUE")
+        options[key.strip()] = value.strip()
     values = {
         "datalake": _resolve(base, raw.get("datalake", "datalake")),
         "survey": raw.get("survey", "ztf"),
@@ -213,6 +219,5 @@ def load_config(path=None, **overrides):
     for key in ("put_rows", "stage_rows"):
         if not isinstance(values[key], int) or values[key] <= 0:
             raise ConfigError(f"{path}: batch.{key} = {values[key]!r}; expected a positive integer")
-    options = {str(k): str(v) for k, v in spark.get("options", {}).items()}
     return Config(survey=load_survey(values.pop("survey")), spark_options=options,
                   source=str(path), **values)

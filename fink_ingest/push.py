@@ -32,6 +32,8 @@ from fink_ingest.tables import BUILDERS
 log = logging.getLogger(__name__)
 # Row groups of staged files: the writer holds one in memory at a time.
 STAGE_ROW_GROUP_BYTES = 32 * 1024 * 1024
+# A progress line in the log every this many rows written.
+PROGRESS_ROWS = 100_000
 
 
 def _present_columns(files):
@@ -104,11 +106,16 @@ def write_staged(table, builder, staged_dir, staged, survey, put_rows, stage_row
     # this thread writes the current one (both release the GIL in their C parts).
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
+        t0, next_report = time.time(), PROGRESS_ROWS
         for part in chunks():
             future = pool.submit(prepare, part)
             if pending is not None:
                 written += table.write_prepared(pending.result())
             pending = future
+            if written >= next_report:
+                log.info("%s: %d rows written (%.0f rows/s)", table.name, written,
+                         written / max(time.time() - t0, 1e-9))
+                next_report += PROGRESS_ROWS
         if pending is not None:
             written += table.write_prepared(pending.result())
     return written

@@ -24,7 +24,14 @@ def parser():
     p = argparse.ArgumentParser(
         prog="fink_push",
         description="Push nights of the processed-alert datalake into the store's tables.")
-    p.add_argument("--night", help="night to push, YYYY-MM-DD or YYYYMMDD")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--night", help="night to push, YYYY-MM-DD or YYYYMMDD")
+    when.add_argument("--from", dest="start", help="first night of a backfill (with --to)")
+    when.add_argument("--all-nights", action="store_true",
+                      help="every night present in the datalake (with --rebuild)")
+    p.add_argument("--to", dest="stop", help="last night of a backfill, included")
+    p.add_argument("--rebuild", metavar="TABLE",
+                   help="rebuild one table for the nights given, touching no other table")
     p.add_argument("--tables", help=f"comma-separated tables to push (default all: {','.join(BUILDERS)})")
     p.add_argument("--conf", help="configuration file (default conf/fink_ingest.toml)")
     p.add_argument("--datalake", help="datalake root (overrides the configuration)")
@@ -64,7 +71,15 @@ def format_summary(summary):
     if summary.get("rejects_file"):
         lines.append(f"  rejected rows (with a reason column): {summary['rejects_file']}")
     for table, n in summary["rows_written"].items():
-        lines.append(f"  {table}: {n} rows written in {summary['seconds'].get(table)} s")
+        skipped = summary.get("rows_skipped", {}).get(table) or {}
+        extra = "".join(f", {count} not placed ({why})" for why, count in skipped.items())
+        deleted = summary.get("rows_deleted", {}).get(table)
+        extra += f", {deleted} old rows deleted first" if deleted is not None else ""
+        lines.append(f"  {table}: {n} rows written in {summary['seconds'].get(table)} s{extra}")
+    history = summary.get("history")
+    if history:
+        lines.append(f"  history entries {history['entries']}, distinct {history['distinct']}, "
+                     f"rejected (no time) {history['rejected']}")
     lines.append(f"  summary: {summary['run_dir']}/summary.json")
     return "\n".join(lines)
 
@@ -85,13 +100,13 @@ def main(spark_factory, argv=None):
                              survey=args.survey, table_prefix=args.table_prefix,
                              put_rows=args.put_rows, stage_rows=args.stage_rows,
                              spark_options=args.spark_conf)
-        if not args.night:
-            raise FinkIngestError("give --night YYYY-MM-DD")
-        night = paths.parse_night(args.night)
+        nights = _nights(args)
         tables = args.tables.split(",") if args.tables else list(BUILDERS)
-        unknown = [t for t in tables if t not in BUILDERS]
+        unknown = [t for t in tables + ([args.rebuild] if args.rebuild else []) if t not in BUILDERS]
         if unknown:
-            raise FinkIngestError(f"--tables: {unknown} unknown; expected among {list(BUILDERS)}")
+            raise FinkIngestError(f"--tables/--rebuild: {unknown} unknown; expected among {list(BUILDERS)}")
+        if args.all_nights and not args.rebuild:
+            raise FinkIngestError("--all-nights goes with --rebuild TABLE")
     except FinkIngestError as exc:
         print(f"fink_push: error: {exc}", file=sys.stderr)
         return 2
@@ -103,16 +118,55 @@ def main(spark_factory, argv=None):
     from fink_ingest.push import push_night
     from fink_ingest.store import open_store
 
+    from fink_ingest import datalake
+    from fink_ingest.errors import InputError
+    from fink_ingest.push import rebuild
+
+    summaries, missing = [], []
     try:
         store = open_store(config.store)
         spark = spark_factory(config)
-        summary = push_night(spark, config, store, night, tables, run_dir / paths.night_tag(night))
+        if args.all_nights:
+            nights = datalake.list_nights(spark, config.datalake)
+        if args.rebuild:
+            summaries = rebuild(spark, config, store, args.rebuild, nights, run_dir, args.all_nights)
+        else:
+            for night in nights:
+                try:
+                    summaries.append(push_night(spark, config, store, night, tables,
+                                                run_dir / paths.night_tag(night)))
+                except InputError as exc:
+                    if len(nights) == 1:
+                        raise
+                    log.warning("%s: skipped (%s)", night, exc)
+                    missing.append(f"{night:%Y-%m-%d}")
     except FinkIngestError as exc:
         log.error("%s", exc)
         print(f"fink_push: error: {exc}", file=sys.stderr)
         return 1
-    print(format_summary(summary))
+    for summary in summaries:
+        print(format_summary(summary))
+    if len(nights) > 1:
+        ok = sum(s["ok"] for s in summaries)
+        print(f"{len(nights)} nights: {ok} complete, {len(summaries) - ok} incomplete, "
+              f"{len(missing)} without a partition (skipped: {', '.join(missing) or 'none'})")
     print(f"store: {config.store} (tables: {', '.join(store.tables())}); log: {run_dir / 'push.log'}")
     print(f"look at an object: python -m fink_ingest.show --store {config.store} <objectId>")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return 0 if summary["ok"] else 1
+    (run_dir / "summary.json").write_text(json.dumps({"nights": summaries, "missing": missing}, indent=2))
+    return 0 if all(s["ok"] for s in summaries) else 1
+
+
+def _nights(args):
+    """Nights the arguments name (list of datetime.date); [] for --all-nights (listed later)."""
+    import datetime as dt
+
+    if args.all_nights:
+        return []
+    if args.night:
+        return [paths.parse_night(args.night)]
+    if args.start and args.stop:
+        first, last = paths.parse_night(args.start), paths.parse_night(args.stop)
+        if last < first:
+            raise FinkIngestError(f"--from {args.start} is after --to {args.stop}")
+        return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    raise FinkIngestError("give --night D, or --from D1 --to D2, or --all-nights with --rebuild")

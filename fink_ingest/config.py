@@ -39,6 +39,22 @@ class Survey:
         Root columns deliberately left out of the main table, with the reason in the file.
     schema_version : str
         Suffix of the schema row key, ``schema_<schema_version>``.
+    index_summary : tuple of str
+        Summary cells (``family:qualifier``) of the time, sky, class and sso index rows.
+    time_buckets : int
+        Salt buckets of the time index, 1..256.
+    sky_order : int
+        HEALPix order (NESTED) of the sky index.
+    history_column : str
+        The alert column listing earlier detections and upper limits.
+    history_fields, upper_cells, badquality_cells : tuple of str
+        History fields kept; cells of the upper-limit and bad-quality tables.
+    history_detection_id : str
+        History field that tells apart detections sharing a time.
+    cutout_columns : tuple of str
+        Stamp columns of the alerts.
+    hosts : tuple of str
+        Extragalactic-host labels of the classification rule.
     """
 
     name: str
@@ -56,6 +72,16 @@ class Survey:
     served_elsewhere: tuple
     partition: tuple
     schema_version: str
+    index_summary: tuple
+    time_buckets: int
+    sky_order: int
+    history_column: str
+    history_fields: tuple
+    upper_cells: tuple
+    badquality_cells: tuple
+    history_detection_id: str
+    cutout_columns: tuple
+    hosts: tuple
 
     @property
     def leaf(self):
@@ -148,7 +174,7 @@ def load_survey(name, schemas_dir=SCHEMAS_DIR):
     raw = _read_toml(path)
     try:
         s, fam, col = raw["survey"], raw["families"], raw["columns"]
-        return Survey(
+        survey = Survey(
             name=s["name"], object_id=s["object_id"], alert_id=s["alert_id"], time=s["time"],
             ra=s["ra"], dec=s["dec"], time_int_digits=int(s["time_int_digits"]),
             time_frac_digits=int(s["time_frac_digits"]),
@@ -156,7 +182,20 @@ def load_survey(name, schemas_dir=SCHEMAS_DIR):
             flatten=tuple(col["flatten"]), original_root=tuple(col["original_root"]),
             served_elsewhere=tuple(col["served_elsewhere"]), partition=tuple(col["partition"]),
             schema_version=raw["tables"]["schema_version"],
+            index_summary=tuple(raw["index"]["summary"]),
+            time_buckets=int(raw["index"]["time_buckets"]),
+            sky_order=int(raw["index"]["sky_order"]),
+            history_column=raw["history"]["column"],
+            history_fields=tuple(raw["history"]["fields"]),
+            upper_cells=tuple(raw["history"]["upper_cells"]),
+            badquality_cells=tuple(raw["history"]["badquality_cells"]),
+            history_detection_id=raw["history"]["detection_id"],
+            cutout_columns=tuple(raw["cutouts"]["columns"]),
+            hosts=tuple(raw["classification"]["extragalactic_hosts"]),
         )
+        if not 1 <= survey.time_buckets <= 256:
+            raise ConfigError(f"{path}: index.time_buckets = {survey.time_buckets}; expected 1..256")
+        return survey
     except KeyError as exc:
         raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from None
 

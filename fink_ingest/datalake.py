@@ -18,6 +18,8 @@ from fink_ingest.errors import InputError
 
 log = logging.getLogger(__name__)
 REASON = "reason"
+FILE = "__file"       # URI of the file an alert was read from
+FILE_ROW = "__row"     # the alert's row index in that file
 
 
 @dataclasses.dataclass
@@ -47,7 +49,7 @@ class NightFiles:
         return None if any(c is None for c in counts) else sum(counts)
 
 
-def _footer_rows(uri):
+def _footer_rows(uri):  # noqa: D401
     """Rows in a parquet footer, read with pyarrow; None if pyarrow cannot reach the URI."""
     import pyarrow.parquet as pq
     from pyarrow import fs as pafs
@@ -58,6 +60,50 @@ def _footer_rows(uri):
         return None
     with filesystem.open_input_file(path) as fh:
         return pq.ParquetFile(fh).metadata.num_rows
+
+
+def row_group_starts(uri):
+    """First row of each row group of a parquet file, from its footer.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_row_groups,), or None if pyarrow cannot reach the URI
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri if "://" in uri else uri.replace("file:", "file://", 1))
+    except Exception:  # noqa: BLE001 - a scheme pyarrow cannot open here
+        return None
+    with filesystem.open_input_file(path) as fh:
+        meta = pq.ParquetFile(fh).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
+def list_nights(spark, datalake_root):
+    """Nights present in a datalake (``science/year=*/month=*/day=*`` directories).
+
+    Returns
+    -------
+    list of datetime.date, sorted
+    """
+    import datetime as dt
+
+    jvm = spark._jvm
+    pattern = jvm.org.apache.hadoop.fs.Path(f"{str(datalake_root).rstrip('/')}/science/year=*/month=*/day=*")
+    fs = pattern.getFileSystem(spark._jsc.hadoopConfiguration())
+    nights = []
+    for status in fs.globStatus(pattern) or []:
+        parts = status.getPath().toString().rstrip("/").split("/")[-3:]
+        try:
+            y, m, d = (int(p.split("=", 1)[1]) for p in parts)
+            nights.append(dt.date(y, m, d))
+        except (ValueError, IndexError):
+            log.warning("%s is not a night partition; ignored", status.getPath().toString())
+    return sorted(set(nights))
 
 
 def list_night(spark, directory):
@@ -115,7 +161,10 @@ def read_alerts(spark, files):
     """
     if not files.good:
         return None
-    return spark.read.option("mergeSchema", "true").parquet(*files.good)
+    frame = spark.read.option("mergeSchema", "true").parquet(*files.good)
+    # where each alert comes from: cutout pointers, and the rejects file's provenance
+    return frame.select("*", F.col("_metadata.file_path").alias(FILE),
+                        F.col("_metadata.row_index").alias(FILE_ROW))
 
 
 def _column(survey_path):

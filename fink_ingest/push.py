@@ -1,20 +1,25 @@
-"""One night from the datalake into the store: read once, validate, build each table, write.
+"""One night from the datalake into the store: read once, validate, stage, write every table.
 
 Steps (``push_night``):
 
 1. List the night's files and check their footers (``datalake.list_night``); a bad file is
-   set aside and reported.
-2. Read with Spark, tag invalid rows with a ``reason`` (``datalake.with_reason``); write them
-   to ``<run_dir>/rejects/`` as parquet; drop duplicate alert ids.
-3. For each table builder: build the table's columns in Spark, stage them as parquet under
-   ``<run_dir>/staging/<table>/``, reconcile types with the table's schema row, then stream
-   the staged batches through the cell encoder into the store (bounded memory).
-4. Reconcile counts: alerts read = rows written + duplicates + rows rejected.
-
-Re-running a night writes the same keys with the same cells: nothing is duplicated.
+   set aside and reported. A file that fails inside Spark is set aside too, and the night is
+   pushed again without it (writes are idempotent).
+2. Count and validate in one Spark job; rows with a ``reason`` go to ``<run_dir>/rejects/``;
+   duplicate alert ids are dropped (the shuffle runs only on nights that have some).
+3. Stage the night once: Spark writes the union of the columns every table needs, plus the
+   derived class, time-index salt and datalake position, under ``<run_dir>/staging/``.
+   History entries (``prv_candidates``) are exploded, checked and deduplicated into a second
+   staging set when a history table is pushed.
+4. On the driver, stream the staged batches (bounded memory): every table derives its keys
+   and cells from the same batch; a worker thread encodes, packs and compresses the next
+   batch while this thread writes the current one. Types are reconciled with each table's
+   schema row, which is written before the cells it describes.
+5. Reconcile counts: alerts read = main rows written + duplicates + rows rejected.
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import shutil
@@ -27,98 +32,142 @@ from pyspark.sql import functions as F
 
 from fink_ingest import cells as cellcodec
 from fink_ingest import datalake, paths, schemarow
+from fink_ingest.classification import class_column
 from fink_ingest.tables import BUILDERS
+from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, SALT, alert_cells,
+                                     cell_value, type_name)
 
 log = logging.getLogger(__name__)
 # Row groups of staged files: the writer holds one in memory at a time.
 STAGE_ROW_GROUP_BYTES = 32 * 1024 * 1024
-# A progress line in the log every this many rows written.
+# A progress line in the log every this many rows.
 PROGRESS_ROWS = 100_000
+# Inputs of the classification rule: rule name -> main-table cell (family:qualifier).
+CLASS_INPUTS = {"mulens": "d:mulens", "snn_snia_vs_nonia": "d:snn_snia_vs_nonia",
+                "snn_sn_vs_all": "d:snn_sn_vs_all", "rf_snia_vs_nonia": "d:rf_snia_vs_nonia",
+                "rf_kn_vs_nonkn": "d:rf_kn_vs_nonkn", "cdsxmatch": "d:cdsxmatch", "roid": "d:roid",
+                "tracklet": "d:tracklet", "jd": "i:jd", "jdstarthist": "i:jdstarthist", "drb": "i:drb",
+                "classtar": "i:classtar", "ndethist": "i:ndethist"}
 
 
 def _present_columns(files):
     """Columns of staged parquet files with at least one non-null value (from footers)."""
-    present, unknown = set(), set()
+    present = set()
     for path in files:
         meta = pq.ParquetFile(path).metadata
         for rg in range(meta.num_row_groups):
             group = meta.row_group(rg)
             for c in range(group.num_columns):
                 col = group.column(c)
-                name = col.path_in_schema
                 stats = col.statistics
-                if stats is None or not stats.has_null_count:
-                    unknown.add(name)
-                elif stats.null_count < group.num_rows:
-                    present.add(name)
-    return present | unknown
+                if stats is None or not stats.has_null_count or stats.null_count < group.num_rows:
+                    present.add(col.path_in_schema)
+    return present
 
 
-def write_staged(table, builder, staged_dir, staged, survey, put_rows, stage_rows):
-    """Stream a staged table into the store.
+class _TableWriter:
+    """One table's part of a push: schema-row types, encoding, counts."""
+
+    def __init__(self, store, builder, config, staged_types, present):
+        self.builder = builder
+        self.name = builder.table_name(config.table_prefix)
+        self.table = store.ensure_table(self.name, builder.families_for(config.survey))
+        self.survey = config.survey
+        types = builder.cell_types(staged_types, config.survey)
+        derived = set(types) - set(staged_types)
+        stored = schemarow.read(self.table, self.survey.schema_version)
+        self.types, changed = schemarow.reconcile(stored, types, present | derived)
+        schemarow.put(self.table, self.survey.schema_version, changed)
+        self.written = 0
+        self.skipped = collections.Counter()
+        self.seconds = 0.0
+
+    def prepare(self, rows):
+        """Encode a ``Rows`` into what the table writes (runs in the worker thread)."""
+        t0 = time.time()
+        self.skipped.update(rows.skipped)
+        types = self.types
+        if rows.types:
+            stored = schemarow.read(self.table, self.survey.schema_version)
+            types, changed = schemarow.reconcile(stored, rows.types, set(rows.types))
+            schemarow.put(self.table, self.survey.schema_version, changed)
+        columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
+        prepared = self.table.prepare_arrow(rows.keys, columns) if len(rows.keys) else None
+        self.seconds += time.time() - t0
+        return prepared
+
+    def write(self, prepared):
+        t0 = time.time()
+        if prepared is not None:
+            self.written += self.table.write_prepared(prepared)
+        self.seconds += time.time() - t0
+
+
+def write_staged(store, builders, staged_dir, staged_types, config, night):
+    """Stream staged batches into every builder's table.
 
     Parameters
     ----------
-    table : fink_ingest.store.base.Table
-    builder : fink_ingest.tables.base.TableBuilder
-    staged_dir : str
-        Directory of parquet files written by Spark.
-    staged : fink_ingest.tables.base.Staged
-        The builder's output (column types and key columns).
-    survey : fink_ingest.config.Survey
-    put_rows, stage_rows : int
-        Rows per store write; rows per batch read back.
+    store : fink_ingest.store.base.Store
+    builders : list of fink_ingest.tables.base.TableBuilder
+    staged_dir : Path
+        Parquet files written by Spark.
+    staged_types : dict of str to str
+        Type of each staged column.
+    config : fink_ingest.config.Config
+    night : datetime.date
 
     Returns
     -------
-    int
-        Rows written.
+    list of _TableWriter
+        With ``written``, ``skipped`` and ``seconds`` per table.
 
     Raises
     ------
     SchemaError
-        If a column's type cannot be reconciled with the table's schema row.
+        If a column's type cannot be reconciled with a table's schema row.
     """
     files = sorted(str(p) for p in Path(staged_dir).glob("*.parquet"))
-    if not files:
-        return 0
     present = _present_columns(files)
-    write_types, changed = schemarow.reconcile(schemarow.read(table, survey.schema_version),
-                                               staged.types, present)
-    schemarow.put(table, survey.schema_version, changed)
-    names = list(write_types)
-    wanted = sorted(set(names) | set(staged.key_columns))
+    writers = [_TableWriter(store, b, config, staged_types, present) for b in builders]
+    survey = config.survey
 
-    def chunks():
+    def batches():
         for path in files:  # one file, one row group at a time: memory bounded by stage_rows
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=stage_rows, columns=wanted):
-                for start in range(0, batch.num_rows, put_rows):
-                    yield batch.slice(start, put_rows)
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=config.stage_rows):
+                for start in range(0, batch.num_rows, config.put_rows):
+                    yield batch.slice(start, config.put_rows)
 
-    def prepare(part):
-        keys = builder.keys(part, survey)
-        columns = {n: cellcodec.encode(part.column(part.schema.get_field_index(n)), write_types[n])
-                   for n in names}
-        return table.prepare_arrow(keys, columns)
+    def prepare(batch):
+        out = []
+        for w in writers:
+            rows = w.builder.rows(batch, survey)
+            if rows is not None:
+                out.append((w, w.prepare(rows)))
+        return out
 
-    written = 0
-    # Two stages overlap: a worker thread encodes, packs and compresses the next chunk while
-    # this thread writes the current one (both release the GIL in their C parts).
+    seen, next_report, t0 = 0, PROGRESS_ROWS, time.time()
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
-        t0, next_report = time.time(), PROGRESS_ROWS
-        for part in chunks():
-            future = pool.submit(prepare, part)
+        for batch in batches():
+            future = pool.submit(prepare, batch)
             if pending is not None:
-                written += table.write_prepared(pending.result())
+                for w, prepared in pending.result():
+                    w.write(prepared)
             pending = future
-            if written >= next_report:
-                log.info("%s: %d rows written (%.0f rows/s)", table.name, written,
-                         written / max(time.time() - t0, 1e-9))
+            seen += batch.num_rows
+            if seen >= next_report:
+                log.info("%d staged rows written to %d tables (%.0f rows/s)", seen, len(writers),
+                         seen / max(time.time() - t0, 1e-9))
                 next_report += PROGRESS_ROWS
         if pending is not None:
-            written += table.write_prepared(pending.result())
-    return written
+            for w, prepared in pending.result():
+                w.write(prepared)
+    for w in writers:
+        rows = w.builder.finish(night, survey)
+        if rows is not None:
+            w.write(w.prepare(rows))
+    return writers
 
 
 def push_night(spark, config, store, night, tables=None, run_dir=None):
@@ -141,7 +190,8 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
     dict
         The run summary: ``night``, ``files_read``, ``files_rejected`` (list of
         ``{file, reason}``), ``alerts_read``, ``rows_rejected``, ``duplicates``,
-        ``rows_written`` (per table name), ``seconds`` (total and per table), ``ok``.
+        ``rows_written`` and ``rows_skipped`` per table, ``history`` (entries, rejected,
+        distinct), ``seconds`` (total and per table), ``ok``.
 
     Raises
     ------
@@ -149,7 +199,6 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
         If the night's partition does not exist.
     """
     t0 = time.time()
-    survey = config.survey
     names = list(tables or BUILDERS)
     run_dir = Path(run_dir or Path(config.work_dir) / "runs" / f"{paths.night_tag(night)}-{int(t0)}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,13 +206,17 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
     files = datalake.list_night(spark, directory)
     summary = {"night": f"{night:%Y-%m-%d}", "partition": directory, "run_dir": str(run_dir),
                "files_read": len(files.good), "files_rejected": files.rejected, "alerts_read": 0,
-               "rows_rejected": 0, "duplicates": 0, "rows_written": {}, "seconds": {}}
+               "rows_rejected": 0, "duplicates": 0, "distinct_alerts": 0, "rows_written": {},
+               "rows_skipped": {}, "seconds": {},
+               "main_table": BUILDERS["main"].table_name(config.table_prefix)}
+    for name in names:
+        BUILDERS[name].reset()
     while True:
         alerts = datalake.read_alerts(spark, files)
         if alerts is None:
             break
         try:
-            _push_alerts(spark, config, store, alerts, files, names, run_dir, summary)
+            _push_alerts(config, store, alerts, names, run_dir, summary, night)
             break
         except Exception as exc:  # noqa: BLE001 - only a failure naming a night file is handled
             bad = datalake.failed_file(exc, files)
@@ -174,28 +227,45 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
             files.reject(bad, reason)
             summary["files_read"] = len(files.good)
             summary["files_rejected"] = files.rejected
+            for name in names:
+                BUILDERS[name].reset()
     summary["seconds"]["total"] = round(time.time() - t0, 2)
     summary["ok"] = _reconciles(summary, files)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _push_alerts(spark, config, store, alerts, files, names, run_dir, summary):
+def _available(valid, survey):
+    """Every column the night can stage: main-table cells and the push's derived columns."""
+    available = alert_cells(valid.schema, survey)
+    have = set(available)
+    rule_inputs = {rule: cell for rule, cell in CLASS_INPUTS.items() if cell in have}
+    staged_expr = {rule: available[cell][0] for rule, cell in rule_inputs.items()}
+    with_inputs = {rule: f"__in_{rule}" for rule in staged_expr}
+    oid = available[f"{survey.original_family}:{survey.leaf['object_id']}"][0]
+    available[SALT] = (F.lower(F.lpad(F.hex(F.pmod(F.xxhash64(oid), F.lit(survey.time_buckets))), 2, "0")),
+                       "string")
+    available[FILE] = (F.col(FILE), "string")
+    available[FILE_ROW] = (F.col(FILE_ROW), "bigint")
+    stamps = [c for c in survey.cutout_columns if c in valid.schema.names]
+    has_stamp = F.col(f"`{stamps[0]}`.stampData").isNotNull() if stamps else F.lit(False)
+    available[HAS_STAMP] = (has_stamp, "boolean")
+    return available, staged_expr, with_inputs
+
+
+def _push_alerts(config, store, alerts, names, run_dir, summary, night):
     survey = config.survey
-    summary["main_table"] = BUILDERS["main"].table_name(config.table_prefix)
     checked = datalake.with_reason(alerts, survey)
     reason = F.col(datalake.REASON)
     valid_id = F.when(reason.isNull(), datalake._column(survey.alert_id))
+    valid_oid = F.when(reason.isNull(), datalake._column(survey.object_id))
     t_count = time.time()
-    counts = checked.agg(F.count(F.lit(1)).alias("read"),
-                         F.count(reason).alias("rejected"),
-                         F.count(valid_id).alias("valid"),
-                         F.countDistinct(valid_id).alias("distinct")).first()
+    counts = checked.agg(F.count(F.lit(1)).alias("read"), F.count(reason).alias("rejected"),
+                         F.count(valid_id).alias("valid"), F.countDistinct(valid_id).alias("distinct"),
+                         F.countDistinct(valid_oid).alias("objects")).first()
     log.info("counted %d alerts in %.1f s", counts["read"], time.time() - t_count)
-    summary["alerts_read"] = counts["read"]
-    summary["rows_rejected"] = counts["rejected"]
-    summary["duplicates"] = counts["valid"] - counts["distinct"]
-    summary["distinct_alerts"] = counts["distinct"]
+    summary.update(alerts_read=counts["read"], rows_rejected=counts["rejected"],
+                   duplicates=counts["valid"] - counts["distinct"], distinct_alerts=counts["distinct"])
     if counts["rejected"]:
         rejects = run_dir / "rejects"
         checked.filter(reason.isNotNull()).write.mode("overwrite").parquet(str(rejects))
@@ -205,22 +275,89 @@ def _push_alerts(spark, config, store, alerts, files, names, run_dir, summary):
     if summary["duplicates"]:  # the shuffle of whole rows is paid only by nights that need it
         valid = (valid.withColumn("__alert_id", datalake._column(survey.alert_id))
                  .dropDuplicates(["__alert_id"]).drop("__alert_id"))
-    for name in names:
-        t1 = time.time()
-        builder = BUILDERS[name]
-        table_name = builder.table_name(config.table_prefix)
-        staged = builder.build(valid, survey)
-        staged_dir = run_dir / "staging" / name
-        (staged.frame.sortWithinPartitions(*staged.key_columns).write.mode("overwrite")
-         .option("parquet.block.size", STAGE_ROW_GROUP_BYTES).parquet(str(staged_dir)))
-        log.info("%s: staged in %.1f s", table_name, time.time() - t1)
-        table = store.ensure_table(table_name, builder.families_for(survey))
-        n = write_staged(table, builder, staged_dir, staged, survey,
-                         config.put_rows, config.stage_rows)
-        shutil.rmtree(staged_dir, ignore_errors=True)
-        summary["rows_written"][table_name] = n
-        summary["seconds"][table_name] = round(time.time() - t1, 2)
-        log.info("%s: %d rows written in %.1f s", table_name, n, time.time() - t1)
+    builders = [BUILDERS[n] for n in names]
+    if "statistics" in names:
+        BUILDERS["statistics"].objects = counts["objects"]
+    alert_builders = [b for b in builders if b.source == "alerts"]
+    if alert_builders:
+        _stage_and_write(config, store, valid, alert_builders, run_dir, summary, night)
+    history_builders = [b for b in builders if b.source == "history"]
+    if history_builders:
+        _history(config, store, valid, history_builders, run_dir, summary, night)
+
+
+def _stage_and_write(config, store, valid, builders, run_dir, summary, night):
+    survey = config.survey
+    t1 = time.time()
+    available, rule_exprs, _ = _available(valid, survey)
+    available[DERIVED_CLASS] = (class_column({r: f"__in_{r}" for r in rule_exprs}, survey.hosts), "string")
+    wanted = list(dict.fromkeys(n for b in builders for n in b.stage(available, survey)))
+    needs_class = DERIVED_CLASS in wanted
+    frame = valid
+    if needs_class:  # rule inputs as plain columns, so the rule reads flattened names
+        frame = frame.select("*", *[expr.alias(f"__in_{r}") for r, expr in rule_exprs.items()])
+    leaf = survey.leaf
+    key_cols = [f"{survey.original_family}:{leaf['object_id']}", f"{survey.original_family}:{leaf['time']}"]
+    staged = frame.select(*[available[n][0].alias(n) for n in wanted])
+    staged_dir = run_dir / "staging" / "alerts"
+    sort_by = [F.col(f"`{c}`") for c in key_cols if c in wanted]
+    if sort_by:  # key order within each file: the store's B-tree appends rather than splits
+        staged = staged.sortWithinPartitions(*sort_by)
+    (staged.write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).parquet(str(staged_dir)))
+    summary["seconds"]["staging"] = round(time.time() - t1, 2)
+    log.info("night staged (%d columns) in %.1f s", len(wanted), time.time() - t1)
+    writers = write_staged(store, builders, staged_dir, {n: available[n][1] for n in wanted}, config, night)
+    _record(summary, writers)
+    shutil.rmtree(staged_dir, ignore_errors=True)
+
+
+def _history(config, store, valid, builders, run_dir, summary, night):
+    """Stage the history entries of the night's alerts and write the history tables."""
+    survey = config.survey
+    t1 = time.time()
+    if survey.history_column not in valid.schema.names:
+        summary["history"] = {"entries": 0, "rejected": 0, "distinct": 0}
+        return
+    element = valid.schema[survey.history_column].dataType.elementType
+    fields = [f for f in survey.history_fields if f in element.names]
+    fam = survey.original_family
+    oid = datalake._column(survey.object_id)
+    exploded = valid.select(oid.alias("objectId"), F.explode(F.col(f"`{survey.history_column}`")).alias("__h"))
+    cols, types = [F.col("objectId")], {"objectId": "string"}
+    for f in fields:
+        dt = element[f].dataType
+        cols.append(cell_value(F.col("__h").getField(f), dt).alias(f"{fam}:{f}"))
+        types[f"{fam}:{f}"] = type_name(dt)
+    entries = exploded.select(*cols)
+    jd = F.col(f"`{fam}:jd`")
+    unique = ["objectId", f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
+                                           if survey.history_detection_id in fields else [])
+    c = entries.agg(F.count(F.lit(1)).alias("entries"), F.count(jd).alias("with_jd"),
+                    F.countDistinct(F.struct(*[F.col(f"`{u}`") for u in unique])).alias("distinct")).first()
+    history = {"entries": c["entries"], "rejected": c["entries"] - c["with_jd"], "distinct": c["distinct"]}
+    if history["rejected"]:
+        target = run_dir / "rejects_history"
+        (entries.filter(jd.isNull()).withColumn(datalake.REASON, F.lit(f"history entry without {fam}:jd"))
+         .write.mode("overwrite").parquet(str(target)))
+        history["rejects_file"] = str(target)
+        log.warning("%d history entries without a time set aside in %s", history["rejected"], target)
+    staged_dir = run_dir / "staging" / "history"
+    (entries.filter(jd.isNotNull()).dropDuplicates(unique)
+     .sortWithinPartitions("objectId", jd)
+     .write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).parquet(str(staged_dir)))
+    summary["history"] = history
+    summary["seconds"]["history_staging"] = round(time.time() - t1, 2)
+    writers = write_staged(store, builders, staged_dir, types, config, night)
+    _record(summary, writers)
+    shutil.rmtree(staged_dir, ignore_errors=True)
+
+
+def _record(summary, writers):
+    for w in writers:
+        summary["rows_written"][w.name] = w.written
+        summary["rows_skipped"][w.name] = dict(w.skipped)
+        summary["seconds"][w.name] = round(w.seconds, 2)
+        log.info("%s: %d rows written (%.1f s encode + write)", w.name, w.written, w.seconds)
 
 
 def _reconciles(summary, files):
@@ -231,9 +368,50 @@ def _reconciles(summary, files):
         log.error("read %d rows but the file footers hold %d: rows were lost while reading",
                   summary["alerts_read"], expected)
         ok = False
-    main = summary.get("main_table")
+    main = summary["main_table"]
     if main in summary["rows_written"] and summary["rows_written"][main] != summary["distinct_alerts"]:
         log.error("%s: wrote %d rows for %d distinct alerts", main,
                   summary["rows_written"][main], summary["distinct_alerts"])
         ok = False
+    if summary.get("history", {}).get("rejected"):
+        ok = False
     return ok
+
+
+def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False):
+    """Rebuild one table for some nights, touching no other table.
+
+    For each night, the table's rows of that night (``TableBuilder.night_keys``) are
+    deleted, then the night is pushed for this table only. With ``all_nights`` the table is
+    dropped and recreated first (what an operator does after changing its layout).
+
+    Parameters
+    ----------
+    spark, config, store
+        As ``push_night``.
+    table_kind : str
+        A key of ``BUILDERS``.
+    nights : list of datetime.date
+    run_dir : Path
+    all_nights : bool
+
+    Returns
+    -------
+    list of dict
+        One summary per night, each with ``rows_deleted``.
+    """
+    builder = BUILDERS[table_kind]
+    name = builder.table_name(config.table_prefix)
+    if all_nights and name in store.tables():
+        store.drop_table(name)
+        log.info("%s dropped for a rebuild over all nights", name)
+    summaries = []
+    for night in nights:
+        table = store.ensure_table(name, builder.families_for(config.survey))
+        keys = builder.night_keys(table, night, config.survey)
+        for key in keys:
+            table.delete(key)
+        summary = push_night(spark, config, store, night, [table_kind], Path(run_dir) / paths.night_tag(night))
+        summary["rows_deleted"] = {name: len(keys)}
+        summaries.append(summary)
+    return summaries

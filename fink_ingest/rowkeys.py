@@ -92,3 +92,26 @@ def prefix_stop(prefix):
             return bytes(prefix)
         prefix.pop()
     return None
+
+
+NOT_A_NAME = ("", "null", "none", "nan")
+
+
+def normalize_ssnamenr(values):
+    """Normalised Solar System object names for keys, vectorised.
+
+    MPC designations and numbers as ZTF gives them in ``ssnamenr``: whitespace and ``_`` are
+    removed (``2009 VN118`` -> ``2009VN118``); numbered objects stay as their number. Null,
+    ``''``, ``'null'`` and similar are not names and give null.
+
+    Parameters
+    ----------
+    values : pyarrow.Array of string, shape (n,)
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (n,)
+    """
+    text = pc.replace_substring_regex(pc.cast(values, pa.string()), r"[\s_]+", "")
+    bad = pc.is_in(pc.utf8_lower(text), value_set=pa.array(NOT_A_NAME))
+    return pc.if_else(pc.fill_null(bad, True), pa.scalar(None, pa.string()), text)

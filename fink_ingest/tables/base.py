@@ -1,136 +1,215 @@
-"""What every table builder shares: cell columns, Spark-side value conversion, keys.
+"""What every table builder shares.
 
-A builder states its name, families and key, and turns the night's validated, deduplicated
-alerts (a Spark DataFrame) into a DataFrame whose columns are named ``family:qualifier``
-plus the fields its key needs. Values are converted in Spark to what ``cells.encode``
-takes (nested values to JSON text, timestamps and dates to text); the original type of
-each column is kept aside for the schema row.
+The push stages a night once: Spark writes the union of the columns every builder asks for
+(``TableBuilder.stage``), named ``family:qualifier`` for cells and ``__name`` for helper
+columns; values are converted to what ``cells.encode`` takes (nested values to JSON text,
+timestamps to text). Then, on the driver, each builder turns every staged batch into row
+keys and cells (``TableBuilder.rows``). History tables do the same from the staged history
+entries (``source = "history"``).
 """
 from __future__ import annotations
 
 import dataclasses
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from fink_ingest import datalake, rowkeys
 
-@dataclasses.dataclass(frozen=True)
-class Staged:
-    """A table's DataFrame ready to stage, with the type of each cell column.
+HELPER_PREFIX = "__"
+DERIVED_CLASS = "d:class"   # the class of Fink's rule, computed by the push (classification.py)
+SALT = "__salt"             # time-index bucket of the alert
+FILE = datalake.FILE       # URI of the datalake file the alert was read from
+FILE_ROW = datalake.FILE_ROW  # row index of the alert in that file
+HAS_STAMP = "__has_stamp"   # the alert carries stamps
+
+
+@dataclasses.dataclass
+class Rows:
+    """Rows a builder derived from one staged batch.
 
     Attributes
     ----------
-    frame : pyspark.sql.DataFrame
-        Cell columns named ``family:qualifier`` plus the key columns ``key_columns``.
-    types : dict of str to str
-        ``family:qualifier`` -> type name for the schema row (Spark ``simpleString``).
-    key_columns : tuple of str
-        Columns of ``frame`` the row key is computed from (they may also be cells).
+    keys : pyarrow.Array of string, shape (n,)
+    cells : dict of str to pyarrow.Array of shape (n,)
+        ``family:qualifier`` -> values (typed; encoded later with the schema-row type).
+    skipped : dict of str to int
+        Rows of the batch not placed in this table, by reason.
     """
 
-    frame: object
-    types: dict
-    key_columns: tuple
+    keys: object
+    cells: dict
+    skipped: dict = dataclasses.field(default_factory=dict)
+    types: dict = None  # schema-row types of the cells, when not the staged columns' (summaries)
 
 
 def cell_value(column, data_type):
-    """Spark column converted to what ``cells.encode`` takes for its type.
-
-    Parameters
-    ----------
-    column : pyspark.sql.Column
-    data_type : pyspark.sql.types.DataType
-
-    Returns
-    -------
-    pyspark.sql.Column
-        Nested types as JSON text (``to_json``), timestamps, dates and decimals as text,
-        other types unchanged.
-    """
+    """Spark column converted to what ``cells.encode`` takes: nested types as JSON text
+    (``to_json``), timestamps, dates, decimals and nulls as text, others unchanged."""
     if isinstance(data_type, (T.StructType, T.ArrayType, T.MapType)):
         return F.to_json(column)
-    if isinstance(data_type, (T.TimestampType, T.TimestampNTZType, T.DateType, T.DecimalType)):
-        return column.cast("string")
-    if isinstance(data_type, T.NullType):
+    if isinstance(data_type, (T.TimestampType, T.TimestampNTZType, T.DateType, T.DecimalType,
+                              T.NullType)):
         return column.cast("string")
     return column
 
 
 def type_name(data_type):
     """Type name recorded in the schema row for a Spark type (its ``simpleString``)."""
-    if isinstance(data_type, T.NullType):
-        return "string"
-    return data_type.simpleString()
+    return "string" if isinstance(data_type, T.NullType) else data_type.simpleString()
 
 
-def cells_of(fields, family):
-    """Cell columns for a list of Spark fields.
+def alert_cells(schema, survey):
+    """Every cell of the main table the night's alerts give: name -> (Spark column, type name).
+
+    Family ``original`` holds the fields of the flattened structs and the root fields the
+    survey file lists as original; family ``added`` every other root column, except those
+    listed as ``served_elsewhere`` or ``partition``, and helper columns (``__*``).
 
     Parameters
     ----------
-    fields : list of (pyspark.sql.Column, pyspark.sql.types.StructField)
-    family : str
+    schema : pyspark.sql.types.StructType
+    survey : fink_ingest.config.Survey
 
     Returns
     -------
-    (list of pyspark.sql.Column, dict of str to str)
-        Aliased columns ``family:name`` and their schema-row types.
+    dict of str to (pyspark.sql.Column, str)
     """
-    cols, types = [], {}
-    for col, field in fields:
+    out = {}
+    for struct in survey.flatten:
+        if struct in schema.names:
+            for field in schema[struct].dataType.fields:
+                name = f"{survey.original_family}:{field.name}"
+                out[name] = (cell_value(F.col(f"`{struct}`.`{field.name}`"), field.dataType),
+                             type_name(field.dataType))
+    skip = set(survey.flatten) | set(survey.served_elsewhere) | set(survey.partition)
+    for field in schema.fields:
+        if field.name in skip or field.name.startswith(HELPER_PREFIX):
+            continue
+        family = survey.original_family if field.name in survey.original_root else survey.added_family
         name = f"{family}:{field.name}"
-        cols.append(cell_value(col, field.dataType).alias(name))
-        types[name] = type_name(field.dataType)
-    return cols, types
+        if name in out:  # e.g. root candid == candidate.candid: one cell
+            continue
+        out[name] = (cell_value(F.col(f"`{field.name}`"), field.dataType), type_name(field.dataType))
+    return out
+
+
+def column(batch, name):
+    """A staged column of a batch, or an all-null array if the night has no such column."""
+    index = batch.schema.get_field_index(name)
+    return batch.column(index) if index >= 0 else pa.nulls(batch.num_rows)
+
+
+def time_text(values, survey):
+    """Fixed-width time text for keys (see ``rowkeys.format_time``)."""
+    return rowkeys.format_time(values, survey.time_int_digits, survey.time_frac_digits)
 
 
 class TableBuilder:
-    """Base of the table builders; subclasses set the class attributes and ``build``.
+    """Base of the table builders.
 
     Attributes
     ----------
     kind : str
-        Registry name (``main``, ...).
-    families : tuple of str
-        Column families, resolved from the survey by ``families_for``.
+        Registry name (``main``, ``sky``, ...); the table is ``<prefix>.<kind>``.
+    source : str
+        ``"alerts"`` (staged night) or ``"history"`` (staged history entries).
+    jd_field : int
+        Position of the time among the ``_``-separated key fields (negative: from the end),
+        used to find a night's rows when a table is rebuilt.
     """
 
     kind = ""
+    source = "alerts"
+    jd_field = -1
 
     def table_name(self, table_prefix):
-        """Store table name: ``<prefix>.<kind>`` (the main table is ``<prefix>`` itself)."""
+        """Store table name: ``<prefix>.<kind>``."""
         return f"{table_prefix}.{self.kind}"
 
     def families_for(self, survey):
-        """Column families of this table for a survey (list of str)."""
-        raise NotImplementedError
+        """Column families of this table (list of str)."""
+        return [survey.added_family]
 
-    def build(self, alerts, survey):
-        """Turn the night's alerts into a ``Staged`` table.
+    def stage(self, available, survey):
+        """Staged columns this table needs.
 
         Parameters
         ----------
-        alerts : pyspark.sql.DataFrame
-            Valid, deduplicated alerts of the night in the datalake layout.
+        available : dict of str to (pyspark.sql.Column, str)
+            Every column the night can give: the main-table cells (``alert_cells``) plus the
+            push's helper columns (``__class``, ``__salt``, ``__file``, ``__row``, ...).
         survey : fink_ingest.config.Survey
 
         Returns
         -------
-        Staged
+        list of str
+            Names among ``available``.
         """
         raise NotImplementedError
 
-    def keys(self, batch, survey):
-        """Row keys of a staged batch.
+    def rows(self, batch, survey):
+        """Derive this table's rows from a staged batch (a ``pyarrow.RecordBatch``); ``Rows``."""
+        raise NotImplementedError
 
-        Parameters
-        ----------
-        batch : pyarrow.RecordBatch
-            Rows of the staged frame.
-        survey : fink_ingest.config.Survey
+    def cell_types(self, staged_types, survey):
+        """Schema-row type of each cell this table writes, from the staged columns' types."""
+        return {n: t for n, t in staged_types.items() if not n.startswith(HELPER_PREFIX)}
+
+    def finish(self, night, survey):
+        """Rows produced once all batches are seen (``Rows`` or None); for summary tables."""
+        return None
+
+    def reset(self):
+        """Forget per-night state (called by the push before each night)."""
+
+    def night_keys(self, table, night, survey):
+        """Keys of the rows this table holds for a night (for ``--rebuild``): those whose key
+        time falls in the night's UTC date. Scans the table.
 
         Returns
         -------
-        pyarrow.Array of string, shape (batch.num_rows,)
+        list of bytes
         """
-        raise NotImplementedError
+        start, stop = night_jd_range(night)
+        keys = []
+        for key, _ in table.scan(columns=None):
+            if key.startswith(rowkeys.SCHEMA_ROW_PREFIX.encode()):
+                continue
+            jd = self.jd_of_key(key)
+            if jd is not None and start <= jd < stop:
+                keys.append(key)
+        return keys
+
+    def jd_of_key(self, key):
+        """Time (float) written in a row key (bytes or str)."""
+        text = key.decode() if isinstance(key, bytes) else key
+        return float(text.split(rowkeys.SEP)[self.jd_field])
+
+
+JD_UNIX_EPOCH = 2440587.5  # Julian Date of 1970-01-01T00:00:00 UTC
+
+
+def night_jd_range(night):
+    """``[start, stop)`` Julian Dates of a night (its UTC date), as floats."""
+    import datetime as dt
+
+    days = (night - dt.date(1970, 1, 1)).days
+    return JD_UNIX_EPOCH + days, JD_UNIX_EPOCH + days + 1
+
+
+def index_keys(first, batch, survey):
+    """Keys ``<first>_<jd>_<objectId>`` of index tables (first: pyarrow string array)."""
+    leaf = survey.leaf
+    oid = column(batch, f"{survey.original_family}:{leaf['object_id']}")
+    jd = column(batch, f"{survey.original_family}:{leaf['time']}")
+    return rowkeys.join(first, time_text(jd, survey), oid)
+
+
+def select(rows, mask):
+    """Rows restricted to a boolean mask (pyarrow), skipped rows not counted here."""
+    return Rows(keys=pc.filter(rows.keys, mask),
+                cells={n: pc.filter(a, mask) for n, a in rows.cells.items()},
+                skipped=rows.skipped)

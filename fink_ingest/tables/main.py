@@ -8,11 +8,10 @@ written with its type.
 """
 from __future__ import annotations
 
-from pyspark.sql import functions as F
-
 from fink_ingest import rowkeys
 from fink_ingest.errors import SchemaError
-from fink_ingest.tables.base import Staged, TableBuilder, cells_of
+from fink_ingest.tables.base import (DERIVED_CLASS, HELPER_PREFIX, Rows, TableBuilder, column,
+                                     time_text)
 
 
 class MainTable(TableBuilder):
@@ -26,41 +25,24 @@ class MainTable(TableBuilder):
     def families_for(self, survey):
         return [survey.original_family, survey.added_family]
 
-    def build(self, alerts, survey):
-        schema = alerts.schema
-        original, added, seen = [], [], set()
-        for struct in survey.flatten:
-            if struct not in schema.names:
-                raise SchemaError(f"alerts have no {struct!r} column to flatten; columns: {schema.names}")
-            for field in schema[struct].dataType.fields:
-                original.append((F.col(f"{struct}.`{field.name}`"), field))
-                seen.add(field.name)
-        skip = set(survey.flatten) | set(survey.served_elsewhere) | set(survey.partition)
-        for field in schema.fields:
-            if field.name in skip:
-                continue
-            if field.name in survey.original_root:
-                if field.name in seen:  # e.g. root candid == candidate.candid: one cell
-                    continue
-                original.append((F.col(f"`{field.name}`"), field))
-            else:
-                added.append((F.col(f"`{field.name}`"), field))
-        cols_i, types_i = cells_of(original, survey.original_family)
-        cols_d, types_d = cells_of(added, survey.added_family)
-        leaf = survey.leaf
-        key_columns = (f"{survey.original_family}:{leaf['object_id']}",
-                       f"{survey.original_family}:{leaf['time']}")
-        for name in key_columns:
-            if name not in types_i:
-                raise SchemaError(f"main table: key column {name!r} is not among the flattened "
-                                  "original fields; check schemas/<survey>.toml")
-        frame = alerts.select(*cols_i, *cols_d)
-        return Staged(frame=frame, types={**types_i, **types_d}, key_columns=key_columns)
+    @staticmethod
+    def _is_cell(name):
+        return not name.startswith(HELPER_PREFIX) and name != DERIVED_CLASS
 
-    def keys(self, batch, survey):
-        object_id = batch.column(batch.schema.get_field_index(
-            f"{survey.original_family}:{survey.leaf['object_id']}"))
-        time = batch.column(batch.schema.get_field_index(
-            f"{survey.original_family}:{survey.leaf['time']}"))
-        return rowkeys.join(object_id, rowkeys.format_time(
-            time, survey.time_int_digits, survey.time_frac_digits))
+    def stage(self, available, survey):
+        names = [n for n in available if self._is_cell(n)]
+        for role in ("object_id", "time"):
+            if f"{survey.original_family}:{survey.leaf[role]}" not in names:
+                raise SchemaError(f"main table: no {getattr(survey, role)!r} in the alerts; "
+                                  "check schemas/<survey>.toml")
+        return names
+
+    def cell_types(self, staged_types, survey):
+        return {n: t for n, t in staged_types.items() if self._is_cell(n)}
+
+    def rows(self, batch, survey):
+        leaf = survey.leaf
+        oid = column(batch, f"{survey.original_family}:{leaf['object_id']}")
+        jd = column(batch, f"{survey.original_family}:{leaf['time']}")
+        keys = rowkeys.join(oid, time_text(jd, survey))
+        return Rows(keys=keys, cells={n: column(batch, n) for n in batch.schema.names if self._is_cell(n)})

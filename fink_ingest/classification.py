@@ -1,0 +1,87 @@
+"""Fink's classification rule for the class index, as one Spark column expression.
+
+Source: the rule of Fink's ZTF class table (see ``../shared/REFERENCE.md``, rules 1-9, and
+fink-filters). Start from ``Unknown``; each later rule overrides the earlier ones; the
+SIMBAD label (``cdsxmatch``) overrides everything unless it is Unknown, Transient, a
+``Fail...`` or a galaxy. Thresholds are named constants beside their source.
+"""
+from __future__ import annotations
+
+from pyspark.sql import functions as F
+
+UNKNOWN = "Unknown"
+MICROLENSING = "Microlensing candidate"
+SN = "SN candidate"
+EARLY_SNIA = "Early SN Ia candidate"
+KILONOVA = "Kilonova candidate"
+SSO_CANDIDATE = "Solar System candidate"
+TRACKLET = "Tracklet"
+SSO_MPC = "Solar System MPC"
+AMBIGUOUS = "Ambiguous"
+
+SCORE_MIN = 0.5            # snn/rf/mulens/kn classifier scores: "> 0.5" (fink-filters)
+DRB_MIN = 0.5              # deep real-bogus score: drb > 0.5
+CLASSTAR_MIN = 0.4         # SExtractor star/galaxy score: classtar > 0.4
+SN_MAX_AGE_DAYS = 90       # jd - jdstarthist <= 90 for SN candidates
+KN_MAX_AGE_DAYS = 5        # jd - jdstarthist < 5 for kilonova candidates
+EARLY_MAX_NDETHIST = 20    # ndethist <= 20 for early SN Ia
+KN_MAX_NDETHIST = 20       # ndethist < 20 for kilonova candidates
+ROID_CANDIDATE = 2         # Fink asteroid flag: 2 = Solar System candidate (not in MPC)
+ROID_MPC = 3               # Fink asteroid flag: 3 = matched to a known MPC object
+TRACKLET_PREFIX = "TRCK_"  # Fink tracklet identifiers (satellite glints, fast movers)
+
+
+def _field(columns, name):
+    """Column by name if the night has it, else a null literal (old layouts lack Fink values)."""
+    return F.col(columns[name]) if name in columns else F.lit(None)
+
+
+def class_column(columns, hosts):
+    """The class of each alert (string column, never null).
+
+    Parameters
+    ----------
+    columns : dict of str to str
+        Rule input -> column path in the night's DataFrame, for the inputs that exist:
+        ``mulens``, ``snn_snia_vs_nonia``, ``snn_sn_vs_all``, ``rf_snia_vs_nonia``,
+        ``rf_kn_vs_nonkn``, ``cdsxmatch``, ``roid``, ``tracklet``, ``jd``, ``jdstarthist``,
+        ``drb``, ``classtar``, ``ndethist``. A missing input makes its rules false.
+    hosts : list of str
+        Extragalactic-host labels (SIMBAD), from the survey file.
+
+    Returns
+    -------
+    pyspark.sql.Column
+    """
+    c = {name: _field(columns, name) for name in (
+        "mulens", "snn_snia_vs_nonia", "snn_sn_vs_all", "rf_snia_vs_nonia", "rf_kn_vs_nonkn",
+        "cdsxmatch", "roid", "tracklet", "jd", "jdstarthist", "drb", "classtar", "ndethist")}
+    host = c["cdsxmatch"].isin(list(hosts))
+    snn = (c["snn_snia_vs_nonia"] > SCORE_MIN) | (c["snn_sn_vs_all"] > SCORE_MIN)
+    quality = (c["drb"] > DRB_MIN) & (c["classtar"] > CLASSTAR_MIN)
+    age = c["jd"] - c["jdstarthist"]
+    not_mpc = c["roid"] != ROID_MPC
+    microlensing = F.coalesce(c["mulens"] > SCORE_MIN, F.lit(False))
+    sn = F.coalesce(snn & host & (age <= SN_MAX_AGE_DAYS) & quality & (c["ndethist"] > 1) & not_mpc,
+                    F.lit(False))
+    early = F.coalesce(snn & host & quality & (c["ndethist"] <= EARLY_MAX_NDETHIST)
+                       & (c["rf_snia_vs_nonia"] > SCORE_MIN), F.lit(False))
+    kilonova = F.coalesce((c["rf_kn_vs_nonkn"] > SCORE_MIN) & quality & (age < KN_MAX_AGE_DAYS)
+                          & (c["ndethist"] < KN_MAX_NDETHIST) & not_mpc & host, F.lit(False))
+    sso_candidate = F.coalesce(c["roid"] == ROID_CANDIDATE, F.lit(False))
+    tracklet = F.coalesce(c["tracklet"].cast("string").startswith(TRACKLET_PREFIX), F.lit(False))
+    sso_mpc = F.coalesce(c["roid"] == ROID_MPC, F.lit(False))
+    n_flags = sum(flag.cast("int") for flag in (microlensing, sn, sso_candidate, sso_mpc))
+    simbad = c["cdsxmatch"]
+    simbad_wins = F.coalesce(simbad.isNotNull() & ~simbad.isin(UNKNOWN, "Transient")
+                             & ~simbad.startswith("Fail") & ~simbad.startswith("Galaxy"), F.lit(False))
+    return (F.when(simbad_wins, simbad)
+            .when(n_flags > 1, F.lit(AMBIGUOUS))
+            .when(sso_mpc, F.lit(SSO_MPC))
+            .when(tracklet, F.lit(TRACKLET))
+            .when(sso_candidate, F.lit(SSO_CANDIDATE))
+            .when(kilonova, F.lit(KILONOVA))
+            .when(early, F.lit(EARLY_SNIA))
+            .when(sn, F.lit(SN))
+            .when(microlensing, F.lit(MICROLENSING))
+            .otherwise(F.lit(UNKNOWN)))

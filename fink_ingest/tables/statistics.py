@@ -1,0 +1,61 @@
+"""Per-night statistics: one row per night, key ``<survey>_YYYYMMDD`` (as Fink's
+``statistics_class``): ``d:alerts``, ``d:objects``, ``d:fid_<n>`` (alerts per band) and
+``c:<class>`` (alerts per class of Fink's rule)."""
+from __future__ import annotations
+
+import collections
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fink_ingest.tables.base import DERIVED_CLASS, Rows, TableBuilder, column
+
+CLASS_FAMILY = "c"
+
+
+class StatisticsTable(TableBuilder):
+    """Builder of the statistics table; rows come from ``finish`` once the night is read."""
+
+    kind = "statistics"
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        """Forget counts (called by the push at the start of each night)."""
+        self._counts = collections.Counter()
+        self.objects = 0
+
+    def families_for(self, survey):
+        return [survey.added_family, CLASS_FAMILY]
+
+    def stage(self, available, survey):
+        return [n for n in (f"{survey.original_family}:fid", DERIVED_CLASS) if n in available]
+
+    def cell_types(self, staged_types, survey):
+        return {}  # every cell is a bigint count; see finish
+
+    def rows(self, batch, survey):
+        self._counts["alerts"] += batch.num_rows
+        for name, prefix in ((f"{survey.original_family}:fid", "fid_"), (DERIVED_CLASS, "class:")):
+            values = column(batch, name)
+            for item in pc.value_counts(values).to_pylist():
+                if item["values"] is not None:
+                    self._counts[f"{prefix}{item['values']}"] += item["counts"]
+        return None
+
+    def finish(self, night, survey):
+        cells = {f"{survey.added_family}:alerts": self._counts["alerts"],
+                 f"{survey.added_family}:objects": self.objects}
+        for name, count in self._counts.items():
+            if name.startswith("fid_"):
+                cells[f"{survey.added_family}:{name}"] = count
+            elif name.startswith("class:"):
+                cells[f"{CLASS_FAMILY}:{name[len('class:'):]}"] = count
+        key = f"{survey.name}_{night:%Y%m%d}"
+        return Rows(keys=pa.array([key]), cells={n: pa.array([v], pa.int64()) for n, v in cells.items()},
+                    types={n: "bigint" for n in cells})
+
+    def night_keys(self, table, night, survey):
+        key = f"{survey.name}_{night:%Y%m%d}".encode()
+        return [key] if table.row(key) else []

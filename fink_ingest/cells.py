@@ -93,6 +93,10 @@ def promote(column, stored, new):
     ks, kn = kind(stored), kind(new)
     if ks == kn and ks in ("integer", "floating"):
         return stored if _RANK[stored] >= _RANK[new] else new
+    if {ks, kn} == {"integer", "floating"}:
+        # Same-width integer and float cells cannot be told apart, so the column keeps its
+        # first kind and new values are cast into it; ``encode`` refuses a lossy cast.
+        return stored
     if ks == kn == "json":
         return new
     if ks == "text" and kn in ("text", "integer", "floating", "boolean", "json"):
@@ -138,6 +142,11 @@ def encode(values, type_name):
     k = kind(type_name)
     if k == "integer" or k == "floating":
         dtype = INTEGER_TYPES.get(type_name) or FLOAT_TYPES[type_name]
+        if k == "integer" and pa.types.is_floating(values.type):
+            try:  # e.g. nbad written as double by some Fink versions: exact integers only
+                values = pc.cast(values, pa.int64(), safe=True)
+            except pa.ArrowInvalid as exc:
+                raise SchemaError(f"{type_name} column given non-integral values: {exc}") from None
         return _fixed(values, int(dtype[-1]), dtype)
     if k == "boolean":
         ints = pc.if_else(values, pa.scalar(-1, pa.int8()), pa.scalar(0, pa.int8()))

@@ -33,7 +33,8 @@ def reconcile(stored, new_types, present):
     Returns
     -------
     (dict of str to str, dict of str to str)
-        Types to encode each present column with; schema-row cells to put.
+        Types to encode each present column with (the night's own type for numbers of the
+        recorded kind, else the recorded type); schema-row cells to put.
 
     Raises
     ------
@@ -45,7 +46,10 @@ def reconcile(stored, new_types, present):
         if name not in present:
             continue
         final = cellcodec.promote(name, stored.get(name), new)
-        write[name] = final
+        # Numbers of the same kind are written at the night's own width (decoders read the
+        # width from the cell), so a night's cells do not depend on which nights came first.
+        same_kind = cellcodec.kind(new) == cellcodec.kind(final) in ("integer", "floating")
+        write[name] = new if same_kind else final
         if stored.get(name) != final:
             changed[name] = final
     return write, changed

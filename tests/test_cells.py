@@ -35,6 +35,16 @@ def test_promote():
     assert cells.promote("timestamp", "timestamp", "string") == "string"
     with pytest.raises(SchemaError, match="'x'.*'double'.*'string'"):
         cells.promote("x", "double", "string")
+    # integer and float cells of one width look alike: the first kind stays
+    assert cells.promote("nbad", "int", "double") == "int"
+    assert cells.promote("magpsf", "float", "int") == "float"
+
+
+def test_float_values_into_an_integer_column_only_when_exact():
+    assert cells.encode(pa.array([0.0, 2.0, None]), "int").to_pylist() == [
+        b"\x00\x00\x00\x00", b"\x00\x00\x00\x02", None]
+    with pytest.raises(SchemaError, match="non-integral"):
+        cells.encode(pa.array([0.5]), "int")
 
 
 def test_decode_column_vectorised_and_nan():

@@ -56,7 +56,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--alerts", type=int, nargs="+", default=[100_000])
     p.add_argument("--datasim", default=str(ROOT.parent / "shared" / "datasim"))
-    p.add_argument("--tables", default="main")
+    p.add_argument("--tables", default="all", help="comma-separated tables, or all")
     p.add_argument("--keep", action="store_true", help="keep the scaled datalake and store")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -87,7 +87,8 @@ def main(argv=None):
         for pid in ("self", jvm_pid):  # peak memory of the push alone, not of the baseline read
             Path(f"/proc/{pid}/clear_refs").write_text("5")
         t0 = time.time()
-        summary = push_night(spark, config, store, paths.parse_night(NIGHT), args.tables.split(","))
+        tables = None if args.tables == "all" else args.tables.split(",")
+        summary = push_night(spark, config, store, paths.parse_night(NIGHT), tables)
         push_s = time.time() - t0
         peak_driver, peak_jvm = high_water_mb(), high_water_mb(jvm_pid)
         t0 = time.time()  # the baseline, after the push so that it does not inflate its peak
@@ -98,11 +99,19 @@ def main(argv=None):
         if not summary["ok"]:
             raise SystemExit(f"push failed: {json.dumps(summary)[:2000]}")
         sizes = {t: store.size_bytes(t) for t in store.tables()}
+        main_name = config.table_prefix
+        history = {t for t in sizes if t.endswith((".upper", ".uppervalid"))}
+        index = {t for t in sizes if t != main_name and t not in history}
         res = {
             "alerts": n, "cores": cores, "scale_s": round(scale_s, 1), "read_s": round(read_s, 2),
             "push_s": round(push_s, 2), "push_over_read": round(push_s / read_s, 1),
             "alerts_per_s": round(n / push_s), "alerts_per_s_per_core": round(n / push_s / cores),
-            "seconds_per_table": summary["seconds"], "bytes_per_alert": {t: round(b / n) for t, b in sizes.items()},
+            "seconds": summary["seconds"], "rows": summary["rows_written"],
+            "per_table_alerts_per_s_per_core": {t: round(n / s / cores) for t, s in summary["seconds"].items()
+                                                if t in sizes and s > 0},
+            "bytes_per_alert": {t: round(b / n) for t, b in sizes.items()},
+            "index_over_main": round(sum(sizes[t] for t in index) / sizes[main_name], 3) if main_name in sizes else None,
+            "history_over_main": round(sum(sizes[t] for t in history) / sizes[main_name], 3) if main_name in sizes else None,
             "peak_driver_mb": round(peak_driver), "peak_jvm_mb": round(peak_jvm),
         }
         results.append(res)

@@ -78,8 +78,8 @@ def format_summary(summary):
         lines.append(f"  {table}: {n} rows written in {summary['seconds'].get(table)} s{extra}")
     history = summary.get("history")
     if history:
-        lines.append(f"  history entries {history['entries']}, distinct {history['distinct']}, "
-                     f"rejected (no time) {history['rejected']}")
+        lines.append(f"  history entries {history['entries']}, kept by a history table "
+                     f"{history.get('staged', 0)}, rejected (no time) {history['rejected']}")
     lines.append(f"  summary: {summary['run_dir']}/summary.json")
     return "\n".join(lines)
 

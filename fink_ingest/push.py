@@ -9,8 +9,8 @@ Steps (``push_night``):
    duplicate alert ids are dropped (the shuffle runs only on nights that have some).
 3. Stage the night once: Spark writes the union of the columns every table needs, plus the
    derived class, time-index salt and datalake position, under ``<run_dir>/staging/``.
-   History entries (``prv_candidates``) are exploded, checked and deduplicated into a second
-   staging set when a history table is pushed.
+   History entries (``prv_candidates``) are exploded, checked, filtered to those a history
+   table keeps and sorted into a second staging set, while the driver writes the alert tables.
 4. On the driver, stream the staged batches (bounded memory): every table derives its keys
    and cells from the same batch; a worker thread encodes, packs and compresses the next
    batch while this thread writes the current one. Types are reconciled with each table's
@@ -27,6 +27,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
@@ -34,11 +36,12 @@ from fink_ingest import cells as cellcodec
 from fink_ingest import datalake, paths, schemarow
 from fink_ingest.classification import class_column
 from fink_ingest.tables import BUILDERS
-from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, SALT, alert_cells,
-                                     cell_value, type_name)
+from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, SALT, Rows,
+                                     alert_cells, cell_value, type_name)
 
 log = logging.getLogger(__name__)
-# Row groups of staged files: the writer holds one in memory at a time.
+# Row groups of staged files: the writer holds one in memory at a time. Staged files are
+# written once and read once on this machine: uncompressed (compression costs CPU only).
 STAGE_ROW_GROUP_BYTES = 32 * 1024 * 1024
 # A progress line in the log every this many rows.
 PROGRESS_ROWS = 100_000
@@ -63,6 +66,22 @@ def _present_columns(files):
                 if stats is None or not stats.has_null_count or stats.null_count < group.num_rows:
                     present.add(col.path_in_schema)
     return present
+
+
+def _drop_repeated_keys(rows):
+    """Rows without a key equal to the one before it (staged batches are sorted by key
+    fields, so the repeats of one history entry carried by several alerts are adjacent; the
+    few that fall in different batches are absorbed by the store, whose put of identical
+    cells changes nothing)."""
+    keys = rows.keys
+    if len(keys) < 2:
+        return rows
+    repeat = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+    if not pc.any(repeat).as_py():
+        return rows
+    keep = pa.concat_arrays([pa.array([True]), pc.invert(repeat)])
+    return Rows(keys=pc.filter(keys, keep), cells={n: pc.filter(a, keep) for n, a in rows.cells.items()},
+                skipped=rows.skipped, types=rows.types)
 
 
 class _TableWriter:
@@ -91,6 +110,7 @@ class _TableWriter:
             stored = schemarow.read(self.table, self.survey.schema_version)
             types, changed = schemarow.reconcile(stored, rows.types, set(rows.types))
             schemarow.put(self.table, self.survey.schema_version, changed)
+        rows = _drop_repeated_keys(rows)
         columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
         prepared = self.table.prepare_arrow(rows.keys, columns) if len(rows.keys) else None
         self.seconds += time.time() - t0
@@ -190,8 +210,11 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
     dict
         The run summary: ``night``, ``files_read``, ``files_rejected`` (list of
         ``{file, reason}``), ``alerts_read``, ``rows_rejected``, ``duplicates``,
-        ``rows_written`` and ``rows_skipped`` per table, ``history`` (entries, rejected,
-        distinct), ``seconds`` (total and per table), ``ok``.
+        ``rows_written`` and ``rows_skipped`` per table, ``history`` (entries in the alerts,
+        rejected for want of a time, staged: those a history table keeps, repeats included),
+        ``seconds`` (total and per table), ``ok``. History rows written count puts: the
+        repeats of one entry carried by several alerts are dropped when adjacent and
+        absorbed by the store otherwise, so each entry is stored once.
 
     Raises
     ------
@@ -260,9 +283,17 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
     valid_id = F.when(reason.isNull(), datalake._column(survey.alert_id))
     valid_oid = F.when(reason.isNull(), datalake._column(survey.object_id))
     t_count = time.time()
-    counts = checked.agg(F.count(F.lit(1)).alias("read"), F.count(reason).alias("rejected"),
-                         F.count(valid_id).alias("valid"), F.countDistinct(valid_id).alias("distinct"),
-                         F.countDistinct(valid_oid).alias("objects")).first()
+    aggregates = [F.count(F.lit(1)).alias("read"), F.count(reason).alias("rejected"),
+                  F.count(valid_id).alias("valid"), F.countDistinct(valid_id).alias("distinct"),
+                  F.countDistinct(valid_oid).alias("objects")]
+    history = survey.history_column
+    if any(BUILDERS[n].source == "history" for n in names) and history in checked.schema.names:
+        # history entries counted here, from the jd leaf alone (nested-column pruning)
+        times = F.col(f"`{history}`.jd")
+        aggregates += [F.sum(F.when(reason.isNull(), F.coalesce(F.size(times), F.lit(0)))).alias("entries"),
+                       F.sum(F.when(reason.isNull(), F.coalesce(
+                           F.size(F.filter(times, lambda t: t.isNull())), F.lit(0)))).alias("no_time")]
+    counts = checked.agg(*aggregates).first().asDict()
     log.info("counted %d alerts in %.1f s", counts["read"], time.time() - t_count)
     summary.update(alerts_read=counts["read"], rows_rejected=counts["rejected"],
                    duplicates=counts["valid"] - counts["distinct"], distinct_alerts=counts["distinct"])
@@ -279,14 +310,27 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
     if "statistics" in names:
         BUILDERS["statistics"].objects = counts["objects"]
     alert_builders = [b for b in builders if b.source == "alerts"]
-    if alert_builders:
-        _stage_and_write(config, store, valid, alert_builders, run_dir, summary, night)
     history_builders = [b for b in builders if b.source == "history"]
-    if history_builders:
-        _history(config, store, valid, history_builders, run_dir, summary, night)
+    history_staged = None
+    with ThreadPoolExecutor(max_workers=1) as spark_thread:
+        if alert_builders:
+            staged_dir, staged_types = _stage_alerts(config, valid, alert_builders, run_dir, summary)
+            if history_builders:  # Spark stages the history while the driver writes the alerts
+                history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts)
+            _record(summary, write_staged(store, alert_builders, staged_dir, staged_types, config, night))
+            shutil.rmtree(staged_dir, ignore_errors=True)
+        elif history_builders:
+            history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts)
+        if history_staged is not None:
+            staged = history_staged.result()
+            if staged is not None:
+                staged_dir, types = staged
+                _record(summary, write_staged(store, history_builders, staged_dir, types, config, night))
+                shutil.rmtree(staged_dir, ignore_errors=True)
 
 
-def _stage_and_write(config, store, valid, builders, run_dir, summary, night):
+def _stage_alerts(config, valid, builders, run_dir, summary):
+    """Stage the night's alerts for the alert-source builders; returns (directory, types)."""
     survey = config.survey
     t1 = time.time()
     available, rule_exprs, _ = _available(valid, survey)
@@ -303,21 +347,20 @@ def _stage_and_write(config, store, valid, builders, run_dir, summary, night):
     sort_by = [F.col(f"`{c}`") for c in key_cols if c in wanted]
     if sort_by:  # key order within each file: the store's B-tree appends rather than splits
         staged = staged.sortWithinPartitions(*sort_by)
-    (staged.write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).parquet(str(staged_dir)))
+    (staged.write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))
     summary["seconds"]["staging"] = round(time.time() - t1, 2)
     log.info("night staged (%d columns) in %.1f s", len(wanted), time.time() - t1)
-    writers = write_staged(store, builders, staged_dir, {n: available[n][1] for n in wanted}, config, night)
-    _record(summary, writers)
-    shutil.rmtree(staged_dir, ignore_errors=True)
+    return staged_dir, {n: available[n][1] for n in wanted}
 
 
-def _history(config, store, valid, builders, run_dir, summary, night):
-    """Stage the history entries of the night's alerts and write the history tables."""
+def _stage_history(config, valid, run_dir, summary, counts):
+    """Stage the history entries of the night's alerts (explode, set aside entries without a
+    time, deduplicate); returns (directory, types), or None if the night has no history."""
     survey = config.survey
     t1 = time.time()
     if survey.history_column not in valid.schema.names:
-        summary["history"] = {"entries": 0, "rejected": 0, "distinct": 0}
-        return
+        summary["history"] = {"entries": 0, "rejected": 0, "staged": 0}
+        return None
     element = valid.schema[survey.history_column].dataType.elementType
     fields = [f for f in survey.history_fields if f in element.names]
     fam = survey.original_family
@@ -332,9 +375,7 @@ def _history(config, store, valid, builders, run_dir, summary, night):
     jd = F.col(f"`{fam}:jd`")
     unique = ["objectId", f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
                                            if survey.history_detection_id in fields else [])
-    c = entries.agg(F.count(F.lit(1)).alias("entries"), F.count(jd).alias("with_jd"),
-                    F.countDistinct(F.struct(*[F.col(f"`{u}`") for u in unique])).alias("distinct")).first()
-    history = {"entries": c["entries"], "rejected": c["entries"] - c["with_jd"], "distinct": c["distinct"]}
+    history = {"entries": counts.get("entries") or 0, "rejected": counts.get("no_time") or 0}
     if history["rejected"]:
         target = run_dir / "rejects_history"
         (entries.filter(jd.isNull()).withColumn(datalake.REASON, F.lit(f"history entry without {fam}:jd"))
@@ -342,14 +383,19 @@ def _history(config, store, valid, builders, run_dir, summary, night):
         history["rejects_file"] = str(target)
         log.warning("%d history entries without a time set aside in %s", history["rejected"], target)
     staged_dir = run_dir / "staging" / "history"
-    (entries.filter(jd.isNotNull()).dropDuplicates(unique)
-     .sortWithinPartitions("objectId", jd)
-     .write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).parquet(str(staged_dir)))
+    # only entries some history table keeps go through the dedup shuffle (the history
+    # tables' filters, in Spark: upper limits and detections failing the quality cut)
+    kept = F.lit(False)
+    for table in (BUILDERS["upper"], BUILDERS["uppervalid"]):
+        kept = kept | table.spark_filter(survey)
+    (entries.filter(jd.isNotNull() & kept)
+     .sortWithinPartitions(*[F.col(f"`{u}`") for u in unique])
+     .write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))
+    history["staged"] = sum(pq.ParquetFile(p).metadata.num_rows for p in staged_dir.glob("*.parquet"))
     summary["history"] = history
     summary["seconds"]["history_staging"] = round(time.time() - t1, 2)
-    writers = write_staged(store, builders, staged_dir, types, config, night)
-    _record(summary, writers)
-    shutil.rmtree(staged_dir, ignore_errors=True)
+    log.info("history staged (%d entries) in %.1f s", history["staged"], time.time() - t1)
+    return staged_dir, types
 
 
 def _record(summary, writers):

@@ -174,6 +174,10 @@ class SQLiteTable(Table):
             pieces.append(pc.binary_join_element_wise(hdr, col, b""))
         packed = pc.binary_join_element_wise(*pieces, b"", null_handling="skip")
         key_list = pc.cast(keys, pa.binary()).to_pylist()
+        small = pc.less(pc.binary_length(packed), COMPRESS_MIN)
+        if pc.all(small).as_py():  # index rows: flag byte prepended in one vectorised call
+            values = pc.binary_join_element_wise(pa.scalar(b"\x00"), packed, b"").to_pylist()
+            return [(k, v) for k, v, p in zip(key_list, values, packed.to_pylist()) if len(v) > 1]
         return [(k, compress(p)) for k, p in zip(key_list, packed.to_pylist()) if p]
 
     def _decode(self, value, wanted):

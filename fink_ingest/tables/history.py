@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark.sql import functions as F
 
 from fink_ingest import rowkeys
 from fink_ingest.tables.base import Rows, TableBuilder, column, select, time_text
@@ -44,6 +45,12 @@ class HistoryTable(TableBuilder):
         return {n: t for n, t in staged_types.items() if n in wanted}
 
     def keep(self, batch, survey):
+        """Rows of a staged batch this table keeps (pyarrow boolean array)."""
+        raise NotImplementedError
+
+    def spark_filter(self, survey):
+        """The same rule as ``keep`` as a Spark column over staged history columns, so that
+        entries no history table keeps are dropped before the deduplication."""
         raise NotImplementedError
 
     def night_keys(self, table, night, survey):
@@ -73,6 +80,9 @@ class UpperTable(HistoryTable):
     def keep(self, batch, survey):
         return pc.is_null(column(batch, f"{survey.original_family}:magpsf"))
 
+    def spark_filter(self, survey):
+        return F.col(f"`{survey.original_family}:magpsf`").isNull()
+
 
 class BadQualityTable(HistoryTable):
     """Detections of the history that fail ``rb >= 0.55 and nbad == 0``."""
@@ -91,3 +101,8 @@ class BadQualityTable(HistoryTable):
         good = pc.and_kleene(pc.greater_equal(pc.cast(column(batch, f"{f}:rb"), pa.float64()), RB_MIN),
                              pc.equal(pc.cast(column(batch, f"{f}:nbad"), pa.int64()), NBAD_MAX))
         return pc.and_(detected, pc.invert(pc.fill_null(good, False)))
+
+    def spark_filter(self, survey):
+        f = survey.original_family
+        good = (F.col(f"`{f}:rb`") >= RB_MIN) & (F.col(f"`{f}:nbad`") == NBAD_MAX)
+        return F.col(f"`{f}:magpsf`").isNotNull() & ~F.coalesce(good, F.lit(False))

@@ -49,7 +49,7 @@ class NightFiles:
         return None if any(c is None for c in counts) else sum(counts)
 
 
-def _footer_rows(uri):  # noqa: D401
+def _footer_rows(uri):
     """Rows in a parquet footer, read with pyarrow; None if pyarrow cannot reach the URI."""
     import pyarrow.parquet as pq
     from pyarrow import fs as pafs
@@ -167,7 +167,8 @@ def read_alerts(spark, files):
                         F.col("_metadata.row_index").alias(FILE_ROW))
 
 
-def _column(survey_path):
+def column_of(survey_path):
+    """Spark column of a survey path (``candidate.jd`` -> the ``jd`` field of ``candidate``)."""
     head, *rest = survey_path.split(".")
     col = F.col(f"`{head}`")
     for part in rest:
@@ -191,8 +192,8 @@ def with_reason(alerts, survey):
     pyspark.sql.DataFrame
         ``alerts`` plus a string column ``reason``.
     """
-    oid, aid, time = _column(survey.object_id), _column(survey.alert_id), _column(survey.time)
-    ra, dec = _column(survey.ra), _column(survey.dec)
+    oid, aid, time = column_of(survey.object_id), column_of(survey.alert_id), column_of(survey.time)
+    ra, dec = column_of(survey.ra), column_of(survey.dec)
     reason = (
         F.when(oid.isNull(), F.lit(f"null {survey.object_id}"))
         .when(aid.isNull(), F.lit(f"null {survey.alert_id}"))

@@ -23,6 +23,7 @@ import collections
 import json
 import logging
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 # Row groups of staged files: the writer holds one in memory at a time. Staged files are
 # written once and read once on this machine: uncompressed (compression costs CPU only).
 STAGE_ROW_GROUP_BYTES = 32 * 1024 * 1024
+# Threads preparing batches for the one writer thread (the store takes one writer).
+PREPARE_THREADS = 2
 # A progress line in the log every this many rows.
 PROGRESS_ROWS = 100_000
 # Inputs of the classification rule: rule name -> main-table cell (family:qualifier).
@@ -100,11 +103,13 @@ class _TableWriter:
         self.written = 0
         self.skipped = collections.Counter()
         self.seconds = 0.0
+        self._lock = threading.Lock()
 
     def prepare(self, rows):
         """Encode a ``Rows`` into what the table writes (runs in the worker thread)."""
         t0 = time.time()
-        self.skipped.update(rows.skipped)
+        with self._lock:
+            self.skipped.update(rows.skipped)
         types = self.types
         if rows.types:
             stored = schemarow.read(self.table, self.survey.schema_version)
@@ -113,14 +118,16 @@ class _TableWriter:
         rows = _drop_repeated_keys(rows)
         columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
         prepared = self.table.prepare_arrow(rows.keys, columns) if len(rows.keys) else None
-        self.seconds += time.time() - t0
+        with self._lock:
+            self.seconds += time.time() - t0
         return prepared
 
     def write(self, prepared):
         t0 = time.time()
         if prepared is not None:
             self.written += self.table.write_prepared(prepared)
-        self.seconds += time.time() - t0
+        with self._lock:
+            self.seconds += time.time() - t0
 
 
 def write_staged(store, builders, staged_dir, staged_types, config, night):
@@ -167,21 +174,22 @@ def write_staged(store, builders, staged_dir, staged_types, config, night):
         return out
 
     seen, next_report, t0 = 0, PROGRESS_ROWS, time.time()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = None
+    pending = collections.deque()
+    # PREPARE_THREADS encode, pack and compress the next batches (zstd and Arrow release the
+    # GIL) while this thread writes the oldest prepared batch, in order.
+    with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
         for batch in batches():
-            future = pool.submit(prepare, batch)
-            if pending is not None:
-                for w, prepared in pending.result():
+            pending.append(pool.submit(prepare, batch))
+            if len(pending) > PREPARE_THREADS:
+                for w, prepared in pending.popleft().result():
                     w.write(prepared)
-            pending = future
             seen += batch.num_rows
             if seen >= next_report:
                 log.info("%d staged rows written to %d tables (%.0f rows/s)", seen, len(writers),
                          seen / max(time.time() - t0, 1e-9))
                 next_report += PROGRESS_ROWS
-        if pending is not None:
-            for w, prepared in pending.result():
+        while pending:
+            for w, prepared in pending.popleft().result():
                 w.write(prepared)
     for w in writers:
         rows = w.builder.finish(night, survey)
@@ -264,7 +272,6 @@ def _available(valid, survey):
     have = set(available)
     rule_inputs = {rule: cell for rule, cell in CLASS_INPUTS.items() if cell in have}
     staged_expr = {rule: available[cell][0] for rule, cell in rule_inputs.items()}
-    with_inputs = {rule: f"__in_{rule}" for rule in staged_expr}
     oid = available[f"{survey.original_family}:{survey.leaf['object_id']}"][0]
     available[SALT] = (F.lower(F.lpad(F.hex(F.pmod(F.xxhash64(oid), F.lit(survey.time_buckets))), 2, "0")),
                        "string")
@@ -273,15 +280,15 @@ def _available(valid, survey):
     stamps = [c for c in survey.cutout_columns if c in valid.schema.names]
     has_stamp = F.col(f"`{stamps[0]}`.stampData").isNotNull() if stamps else F.lit(False)
     available[HAS_STAMP] = (has_stamp, "boolean")
-    return available, staged_expr, with_inputs
+    return available, staged_expr
 
 
 def _push_alerts(config, store, alerts, names, run_dir, summary, night):
     survey = config.survey
     checked = datalake.with_reason(alerts, survey)
     reason = F.col(datalake.REASON)
-    valid_id = F.when(reason.isNull(), datalake._column(survey.alert_id))
-    valid_oid = F.when(reason.isNull(), datalake._column(survey.object_id))
+    valid_id = F.when(reason.isNull(), datalake.column_of(survey.alert_id))
+    valid_oid = F.when(reason.isNull(), datalake.column_of(survey.object_id))
     t_count = time.time()
     aggregates = [F.count(F.lit(1)).alias("read"), F.count(reason).alias("rejected"),
                   F.count(valid_id).alias("valid"), F.countDistinct(valid_id).alias("distinct"),
@@ -304,7 +311,7 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
         log.warning("%d rows set aside with a reason in %s", counts["rejected"], rejects)
     valid = checked.filter(reason.isNull()).drop(datalake.REASON)
     if summary["duplicates"]:  # the shuffle of whole rows is paid only by nights that need it
-        valid = (valid.withColumn("__alert_id", datalake._column(survey.alert_id))
+        valid = (valid.withColumn("__alert_id", datalake.column_of(survey.alert_id))
                  .dropDuplicates(["__alert_id"]).drop("__alert_id"))
     builders = [BUILDERS[n] for n in names]
     if "statistics" in names:
@@ -333,7 +340,7 @@ def _stage_alerts(config, valid, builders, run_dir, summary):
     """Stage the night's alerts for the alert-source builders; returns (directory, types)."""
     survey = config.survey
     t1 = time.time()
-    available, rule_exprs, _ = _available(valid, survey)
+    available, rule_exprs = _available(valid, survey)
     available[DERIVED_CLASS] = (class_column({r: f"__in_{r}" for r in rule_exprs}, survey.hosts), "string")
     wanted = list(dict.fromkeys(n for b in builders for n in b.stage(available, survey)))
     needs_class = DERIVED_CLASS in wanted
@@ -364,7 +371,7 @@ def _stage_history(config, valid, run_dir, summary, counts):
     element = valid.schema[survey.history_column].dataType.elementType
     fields = [f for f in survey.history_fields if f in element.names]
     fam = survey.original_family
-    oid = datalake._column(survey.object_id)
+    oid = datalake.column_of(survey.object_id)
     exploded = valid.select(oid.alias("objectId"), F.explode(F.col(f"`{survey.history_column}`")).alias("__h"))
     cols, types = [F.col("objectId")], {"objectId": "string"}
     for f in fields:

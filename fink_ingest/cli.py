@@ -52,8 +52,12 @@ def configure_logging(log_file):
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
+    for old in [h for h in root.handlers if getattr(h, "fink_push", False)]:  # a second run in-process
+        root.removeHandler(old)
+        old.close()
     for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
         handler.setFormatter(fmt)
+        handler.fink_push = True
         root.addHandler(handler)
     for noisy in ("py4j", "pyspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

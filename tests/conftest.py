@@ -1,4 +1,5 @@
 """Shared fixtures: one local Spark session, the real data, a store filled from the real night."""
+import logging
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ def spark():
                .config("spark.ui.showConsoleProgress", "false")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines at exit hit closed streams
     yield session
     session.stop()
 

@@ -34,9 +34,14 @@ def spark():
                .config("spark.ui.showConsoleProgress", "false")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines at exit hit closed streams
     yield session
     session.stop()
+    # py4j logs through the root logger at exit, when pytest's streams are closed
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "fink_push", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(logging.WARNING)
 
 
 def make_config(datalake, store, work_dir, **extra):

@@ -143,3 +143,14 @@ def test_reader_reads_while_a_writer_holds_a_transaction(tmp_path):
     writer.execute("DELETE FROM cells")
     assert open_store(path).table("t").row(b"k") == {b"i:q": b"v"}  # WAL: not blocked
     writer.execute("ROLLBACK")
+
+
+def test_zstd_rows_of_an_earlier_layout_still_read(tmp_path):
+    import struct
+
+    from fink_ingest.store import sqlite as sq
+
+    packed = sq.pack_cells({1: b"x" * 400})
+    old = b"\x01" + struct.pack(">I", len(packed)) + pa.Codec("zstd", compression_level=1).compress(packed, asbytes=True)
+    assert sq.decompress(old) == packed == sq.decompress(sq.compress(packed))
+    assert sq.compress(packed)[0] == sq.LZ4

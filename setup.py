@@ -21,8 +21,9 @@ setup(
     packages=find_packages(include=["fink_ingest", "fink_ingest.*", "datasim", "datasim.*"]),
     install_requires=CORE,
     extras_require={
-        "test": ["pytest>=7", "chispa>=0.9"],
+        "api": ["flask>=3", "waitress>=3"],
+        "test": ["pytest>=7", "chispa>=0.9", "flask>=3", "waitress>=3"],
         "bench": ["duckdb>=0.10"],
     },
-    scripts=["bin/fink_push", "bin/fink_datasim"],
+    scripts=["bin/fink_push", "bin/fink_datasim", "bin/fink_api"],
 )

@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "jobs"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 DATASIM = Path(os.environ.get("FINK_DATASIM", ROOT.parent / "shared" / "datasim"))
 NIGHT_DIR = DATASIM / "ztf" / "archive" / "science" / "year=2024" / "month=01" / "day=15"
@@ -51,15 +52,26 @@ def make_config(datalake, store, work_dir, **extra):
     return load_config(None, datalake=str(datalake), store=str(store), work_dir=str(work_dir), **extra)
 
 
-@pytest.fixture(scope="session")
-def real_night_push(spark, datasim, tmp_path_factory):
-    """The real night 2024-01-15 pushed once into a fresh store: (config, store, summary)."""
+@pytest.fixture(scope="session", params=["sqlite", "hbase"])
+def real_night_push(request, spark, datasim, tmp_path_factory):
+    """The real night 2024-01-15 pushed once into a fresh store, on each backend (the embedded
+    store, and HBase over the Thrift wire through tests/hbase_double.py): (config, store, summary)."""
     from fink_ingest import paths
     from fink_ingest.push import push_night
     from fink_ingest.store import open_store
 
-    base = tmp_path_factory.mktemp("real_night")
-    config = make_config(datasim / "ztf" / "archive", base / "store", base / "work")
+    base = tmp_path_factory.mktemp(f"real_night_{request.param}")
+    double = None
+    if request.param == "hbase":
+        from hbase_double import ThriftDouble
+
+        double = ThriftDouble(str(base / "hbase")).start()
+        store_url = f"hbase://127.0.0.1:{double.port}"
+    else:
+        store_url = str(base / "store")
+    config = make_config(datasim / "ztf" / "archive", store_url, base / "work")
     store = open_store(config.store)
     summary = push_night(spark, config, store, paths.parse_night("2024-01-15"))
-    return config, store, summary
+    yield config, store, summary
+    if double is not None:
+        double.stop()

@@ -8,14 +8,24 @@ import pytest
 from fink_ingest.errors import StoreError
 from fink_ingest.store import open_store
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "hbase"]
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    s = open_store(str(tmp_path / "store"))
+    """The same contract on the embedded store and on HBase over the Thrift wire (test double)."""
+    if request.param == "sqlite":
+        s = open_store(str(tmp_path / "store"))
+        yield s
+        s.close()
+        return
+    from hbase_double import ThriftDouble
+
+    double = ThriftDouble(str(tmp_path / "hbase")).start()
+    s = open_store(f"hbase://127.0.0.1:{double.port}?retries=2")
     yield s
     s.close()
+    double.stop()
 
 
 @pytest.fixture

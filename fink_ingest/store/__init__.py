@@ -12,8 +12,9 @@ def open_store(url):
     Parameters
     ----------
     url : str
-        ``sqlite:///abs/dir`` or a plain directory path: the embedded store.
-        (``hbase://host:port?table_prefix=...`` comes with the HBase backend.)
+        ``sqlite:///abs/dir`` or a plain directory path: the embedded store;
+        ``hbase://host:port?table_prefix=...`` : HBase through its Thrift gateway
+        (options in ``store/hbase.py``).
 
     Returns
     -------
@@ -31,5 +32,9 @@ def open_store(url):
         return SQLiteStore(parsed.path if parsed.scheme else str(url))
     if parsed.scheme == "sqlite":
         return SQLiteStore(parsed.netloc + parsed.path)
+    if parsed.scheme == "hbase":
+        from fink_ingest.store.hbase import HBaseStore
+
+        return HBaseStore.from_url(str(url))
     raise ConfigError(f"store URL {url!r}: scheme {parsed.scheme!r} unknown; expected a directory "
-                      "or sqlite:///path")
+                      "sqlite:///path or hbase://host:port")

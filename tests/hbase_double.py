@@ -17,8 +17,13 @@ import happybase
 import thriftpy2
 from thriftpy2.rpc import make_server
 
-from fink_ingest.rowkeys import prefix_stop
-from fink_ingest.store.sqlite import SQLiteStore
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fink_ingest.rowkeys import prefix_stop  # noqa: E402
+from fink_ingest.store.sqlite import SQLiteStore  # noqa: E402
 
 HB = thriftpy2.load(os.path.join(os.path.dirname(happybase.__file__), "Hbase.thrift"),
                     module_name="Hbase_double_thrift")
@@ -187,3 +192,23 @@ class ThriftDouble:
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+def main(argv=None):
+    """Run the double in its own process: ``python tests/hbase_double.py DIR PORT``."""
+    import sys
+
+    directory, port = (argv or sys.argv[1:])[:2]
+    double = ThriftDouble(directory, int(port))
+    double.server = make_server(HB.Hbase, Handler(SQLiteStore(directory)), "127.0.0.1", int(port),
+                                client_timeout=None)
+    print("serving", flush=True)
+    double.server.serve()
+
+
+if __name__ == "__main__":
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+    main()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -36,6 +37,7 @@ from pyspark.sql import functions as F
 from fink_ingest import cells as cellcodec
 from fink_ingest import datalake, paths, schemarow
 from fink_ingest.classification import class_column
+from fink_ingest.errors import StoreError
 from fink_ingest.tables import BUILDERS
 from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, SALT, Rows,
                                      alert_cells, cell_value, type_name)
@@ -130,7 +132,7 @@ class _TableWriter:
             self.seconds += time.time() - t0
 
 
-def write_staged(store, builders, staged_dir, staged_types, config, night):
+def write_staged(store, builders, staged_dir, staged_types, config, night, spark=None):
     """Stream staged batches into every builder's table.
 
     Parameters
@@ -143,6 +145,9 @@ def write_staged(store, builders, staged_dir, staged_types, config, night):
         Type of each staged column.
     config : fink_ingest.config.Config
     night : datetime.date
+    spark : pyspark.sql.SparkSession, optional
+        Given, and the store writes from the executors (``store.executor_writes``): the
+        rows are written by a Spark job, one connection per partition.
 
     Returns
     -------
@@ -158,10 +163,77 @@ def write_staged(store, builders, staged_dir, staged_types, config, night):
     present = _present_columns(files)
     writers = [_TableWriter(store, b, config, staged_types, present) for b in builders]
     survey = config.survey
+    if spark is not None and store.executor_writes:
+        remote = [w for w in writers if w.builder.kind != "statistics"]
+        _write_from_executors(spark, store, remote, staged_dir, config)
+        writers_here = [w for w in writers if w.builder.kind == "statistics"]
+        if not writers_here:
+            return writers
+        _drive(writers_here, files, config, night, columns=_stat_columns(staged_types))
+        return writers
+    _drive(writers, files, config, night)
+    return writers
+
+
+def _stat_columns(staged_types):
+    return [n for n in ("i:fid", DERIVED_CLASS) if n in staged_types]
+
+
+def _write_from_executors(spark, store, writers, staged_dir, config):
+    """Write staged rows from the Spark executors: each partition opens its own connection
+    (``open_store(url)``) and puts its rows in batches; the driver sums the counts."""
+    url, survey, put_rows = store.url, config.survey, config.put_rows
+    plan = [(w.builder, w.name, dict(w.types)) for w in writers]
+
+    def write_partition(batches):
+        from fink_ingest.store import open_store as _open
+
+        remote = _open(url)
+        tables = {name: remote.bare_table(name) for _, name, _ in plan}
+        written, skipped, seconds = collections.Counter(), collections.Counter(), collections.Counter()
+        for batch in batches:
+            for start in range(0, batch.num_rows, put_rows):
+                part = batch.slice(start, put_rows)
+                for builder, name, types in plan:
+                    t0 = time.time()
+                    rows = builder.rows(part, survey)
+                    if rows is None:
+                        continue
+                    rows = _drop_repeated_keys(rows)
+                    skipped.update({f"{name}\t{k}": v for k, v in rows.skipped.items()})
+                    if len(rows.keys):
+                        columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
+                        written[name] += tables[name].put_arrow(rows.keys, columns)
+                    seconds[name] += time.time() - t0
+        names = [name for _, name, _ in plan]
+        yield pa.RecordBatch.from_pydict({
+            "table": names, "written": [written[n] for n in names], "seconds": [seconds[n] for n in names],
+            "skipped": [json.dumps({k.split("\t", 1)[1]: v for k, v in skipped.items() if k.startswith(n + "\t")})
+                        for n in names]})
+
+    frame = spark.read.parquet(str(staged_dir))
+    try:
+        result = frame.mapInArrow(write_partition, "table string, written long, seconds double, skipped string").collect()
+    except Exception as exc:  # noqa: BLE001 - a task's StoreError arrives wrapped by Spark
+        found = re.search(r"StoreError: (.+)", str(exc))
+        if found is None:
+            raise
+        raise StoreError(f"{found.group(1).strip()} (written from a Spark executor)") from None
+    by_name = {w.name: w for w in writers}
+    for row in result:
+        w = by_name[row["table"]]
+        w.written += row["written"]
+        w.seconds += row["seconds"]
+        w.skipped.update(json.loads(row["skipped"]))
+
+
+def _drive(writers, files, config, night, columns=None):
+    """Write staged rows from this process (the embedded store's single writer)."""
+    survey = config.survey
 
     def batches():
         for path in files:  # one file, one row group at a time: memory bounded by stage_rows
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=config.stage_rows):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=config.stage_rows, columns=columns):
                 for start in range(0, batch.num_rows, config.put_rows):
                     yield batch.slice(start, config.put_rows)
 
@@ -195,7 +267,6 @@ def write_staged(store, builders, staged_dir, staged_types, config, night):
         rows = w.builder.finish(night, survey)
         if rows is not None:
             w.write(w.prepare(rows))
-    return writers
 
 
 def push_night(spark, config, store, night, tables=None, run_dir=None):
@@ -324,7 +395,8 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
             staged_dir, staged_types = _stage_alerts(config, valid, alert_builders, run_dir, summary)
             if history_builders:  # Spark stages the history while the driver writes the alerts
                 history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts)
-            _record(summary, write_staged(store, alert_builders, staged_dir, staged_types, config, night))
+            _record(summary, write_staged(store, alert_builders, staged_dir, staged_types, config, night,
+                                          valid.sparkSession))
             shutil.rmtree(staged_dir, ignore_errors=True)
         elif history_builders:
             history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts)
@@ -332,7 +404,8 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
             staged = history_staged.result()
             if staged is not None:
                 staged_dir, types = staged
-                _record(summary, write_staged(store, history_builders, staged_dir, types, config, night))
+                _record(summary, write_staged(store, history_builders, staged_dir, types, config, night,
+                                              valid.sparkSession))
                 shutil.rmtree(staged_dir, ignore_errors=True)
 
 

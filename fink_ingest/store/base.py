@@ -114,9 +114,13 @@ class Table(abc.ABC):
 
 
 class Store(abc.ABC):
-    """A set of tables. Backends: ``store.sqlite.SQLiteStore`` (embedded)."""
+    """A set of tables. Backends: ``store.sqlite.SQLiteStore`` (embedded, one writer: the
+    driver) and ``store.hbase.HBaseStore`` (written from the Spark executors)."""
 
     url: str
+    #: True if the push should write from the Spark executors (each partition through its
+    #: own connection) rather than from the driver.
+    executor_writes = False
 
     @abc.abstractmethod
     def tables(self):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import happybase
 from thriftpy2.thrift import TApplicationException, TException
@@ -97,7 +97,9 @@ class HBaseTable(Table):
 
 
 class HBaseStore(Store):
-    """Tables on an HBase Thrift gateway (see the module docstring).
+    """Tables on an HBase Thrift gateway (see the module docstring). The push writes to it
+    from the Spark executors: each partition opens ``HBaseStore.from_url(url)`` (its own
+    connection) and sends batched puts; the driver only gathers counts.
 
     Parameters
     ----------
@@ -113,11 +115,20 @@ class HBaseStore(Store):
     def __init__(self, host, port=9090, table_prefix=None, pool_size=4, batch_size=1000, retries=4,
                  compression="SNAPPY"):
         self.host, self.port = host, int(port)
-        self.url = f"hbase://{host}:{self.port}" + (f"?table_prefix={table_prefix}" if table_prefix else "")
         self.table_prefix = table_prefix
         self.pool_size, self.batch_size, self.retries = int(pool_size), int(batch_size), int(retries)
         self.compression = compression
+        options = urlencode({k: v for k, v in (("table_prefix", table_prefix), ("pool", self.pool_size),
+                                               ("batch", self.batch_size), ("retries", self.retries),
+                                               ("compression", compression)) if v is not None})
+        self.url = f"hbase://{host}:{self.port}?{options}"  # every option: executors reopen from it
         self._pool = None
+
+    executor_writes = True
+
+    def bare_table(self, name):
+        """The table without checking that it exists (executors: no round trip per partition)."""
+        return HBaseTable(self, name)
 
     @classmethod
     def from_url(cls, url):

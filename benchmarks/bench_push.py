@@ -52,12 +52,47 @@ def high_water_mb(pid="self"):
     return float("nan")
 
 
+def push_hbase(spark, config, work, n, cores):
+    """Push the same night into HBase over Thrift (the test double in its own process)."""
+    import dataclasses
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hbase_double import free_port
+
+    port, directory = free_port(), work / "hbase"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hbase_double.py"), str(directory), str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    try:
+        hconfig = dataclasses.replace(config, store=f"hbase://127.0.0.1:{port}")
+        store = open_store(hconfig.store)
+        t0 = time.time()
+        summary = push_night(spark, hconfig, store, paths.parse_night(NIGHT))
+        push_s = time.time() - t0
+        if not summary["ok"]:
+            raise SystemExit(f"HBase push failed: {json.dumps(summary)[:2000]}")
+        write_s = sum(v for k, v in summary["seconds"].items() if k.startswith(config.table_prefix))
+        thrift_s = sum(summary.get("store_seconds", {}).values())
+        return {"store": "hbase (Thrift double, executor writes)", "alerts": n, "push_s": round(push_s, 2),
+                "alerts_per_s": round(n / push_s), "alerts_per_s_per_core": round(n / push_s / cores),
+                "executor_write_s": round(write_s, 2), "thrift_put_s": round(thrift_s, 2),
+                "thrift_share_of_writes": round(thrift_s / write_s, 2) if write_s else None,
+                "seconds": summary["seconds"]}
+    finally:
+        proc.kill()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--alerts", type=int, nargs="+", default=[100_000])
     p.add_argument("--datasim", default=str(ROOT.parent / "shared" / "datasim"))
     p.add_argument("--tables", default="all", help="comma-separated tables, or all")
     p.add_argument("--keep", action="store_true", help="keep the scaled datalake and store")
+    p.add_argument("--hbase", action="store_true",
+                   help="also push into HBase over Thrift (tests/hbase_double.py in a subprocess), "
+                        "written from the Spark executors, after the embedded store")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -116,6 +151,10 @@ def main(argv=None):
         }
         results.append(res)
         print(json.dumps(res), flush=True)
+        if args.hbase:
+            res_h = push_hbase(spark, config, work, n, cores)
+            results.append(res_h)
+            print(json.dumps(res_h), flush=True)
     print(f"\nSpark start-up (once per run, not in push_s): {startup:.1f} s; machine: {cores} cores")
     print(f"{'alerts':>8} {'read s':>7} {'push s':>7} {'push/read':>9} {'alerts/s':>9} {'per core':>9} "
           f"{'B/alert main':>12} {'peak drv MB':>11} {'peak JVM MB':>11}")

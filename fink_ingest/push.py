@@ -105,6 +105,7 @@ class _TableWriter:
         self.written = 0
         self.skipped = collections.Counter()
         self.seconds = 0.0
+        self.store_seconds = 0.0  # executor writes: time inside the store's put calls (Thrift)
         self._lock = threading.Lock()
 
     def prepare(self, rows):
@@ -203,17 +204,21 @@ def _write_from_executors(spark, store, writers, staged_dir, config):
                     skipped.update({f"{name}\t{k}": v for k, v in rows.skipped.items()})
                     if len(rows.keys):
                         columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
+                        t1 = time.time()
                         written[name] += tables[name].put_arrow(rows.keys, columns)
+                        seconds[f"{name}\tstore"] += time.time() - t1
                     seconds[name] += time.time() - t0
         names = [name for _, name, _ in plan]
         yield pa.RecordBatch.from_pydict({
             "table": names, "written": [written[n] for n in names], "seconds": [seconds[n] for n in names],
+            "store_seconds": [seconds[f"{n}\tstore"] for n in names],
             "skipped": [json.dumps({k.split("\t", 1)[1]: v for k, v in skipped.items() if k.startswith(n + "\t")})
                         for n in names]})
 
     frame = spark.read.parquet(str(staged_dir))
     try:
-        result = frame.mapInArrow(write_partition, "table string, written long, seconds double, skipped string").collect()
+        result = frame.mapInArrow(write_partition, "table string, written long, seconds double, "
+                                                    "store_seconds double, skipped string").collect()
     except Exception as exc:  # noqa: BLE001 - a task's StoreError arrives wrapped by Spark
         found = re.search(r"StoreError: (.+)", str(exc))
         if found is None:
@@ -224,6 +229,7 @@ def _write_from_executors(spark, store, writers, staged_dir, config):
         w = by_name[row["table"]]
         w.written += row["written"]
         w.seconds += row["seconds"]
+        w.store_seconds += row["store_seconds"]
         w.skipped.update(json.loads(row["skipped"]))
 
 
@@ -483,6 +489,8 @@ def _record(summary, writers):
         summary["rows_written"][w.name] = w.written
         summary["rows_skipped"][w.name] = dict(w.skipped)
         summary["seconds"][w.name] = round(w.seconds, 2)
+        if w.store_seconds:
+            summary.setdefault("store_seconds", {})[w.name] = round(w.store_seconds, 2)
         log.info("%s: %d rows written (%.1f s encode + write)", w.name, w.written, w.seconds)
 
 

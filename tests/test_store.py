@@ -164,3 +164,16 @@ def test_zstd_rows_of_an_earlier_layout_still_read(tmp_path):
     old = b"\x01" + struct.pack(">I", len(packed)) + pa.Codec("zstd", compression_level=1).compress(packed, asbytes=True)
     assert sq.decompress(old) == packed == sq.decompress(sq.compress(packed))
     assert sq.compress(packed)[0] == sq.LZ4
+
+
+def test_hbase_split_keys_follow_the_key_layouts():
+    from fink_ingest.config import load_config
+    from fink_ingest.store.hbase import shell_create, split_keys
+
+    survey = load_config().survey
+    sky = split_keys("sky", survey, regions=4)
+    assert sky == sorted(sky) and len(sky) == 3 and all(len(k) == 19 for k in sky)
+    assert int(sky[0]) == 12 * 4**29 // 4                       # whole coarse pixels per region
+    assert split_keys("time", survey, regions=4) == [b"04", b"08", b"0c"]
+    assert split_keys("main", survey, regions=4) == [b"ZTF19a", b"ZTF20a", b"ZTF21a"]
+    assert shell_create("ztf.time", ["i", "d"], [b"08"]).endswith("SPLITS => ['08']")

@@ -228,3 +228,44 @@ class HBaseStore(Store):
 
     def close(self):
         self._pool = None
+
+
+def split_keys(kind, survey, regions=16):
+    """Row keys at which to pre-split a table, following its key layout, so that one night's
+    writes spread over regions (HBase's Thrift 1 ``createTable`` takes no split keys: create
+    the tables with ``shell_create`` in the HBase shell before the first push).
+
+    Parameters
+    ----------
+    kind : str
+        Table builder name (``main``, ``time``, ``sky``, ...).
+    survey : fink_ingest.config.Survey
+    regions : int
+        Target number of regions.
+
+    Returns
+    -------
+    list of bytes
+        Sorted split keys (``regions - 1`` of them, or fewer where the key space is smaller).
+    """
+    from fink_ingest import healpix
+
+    if kind == "time":  # salt buckets
+        step = max(1, survey.time_buckets // regions)
+        return [f"{b:02x}".encode() for b in range(step, survey.time_buckets, step)]
+    if kind == "sky":  # equal NESTED pixel ranges (whole coarse pixels)
+        top = 12 << 2 * survey.sky_order
+        return [f"{top * i // regions:0{healpix.PIXEL_DIGITS}d}".encode() for i in range(1, regions)]
+    if kind in ("main", "upper", "uppervalid", "cutouts"):  # ZTF<yy><7 letters>: years, then letters
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        return [f"ZTF{yy}{c}".encode() for yy in range(18, 27) for c in letters[:: max(1, 26 * 9 // regions)]][1:regions]
+    return []
+
+
+def shell_create(name, families, splits, compression="SNAPPY"):
+    """HBase shell command creating a pre-split table with one version per cell, a ROW bloom
+    filter and compression (str)."""
+    fams = ", ".join(f"{{NAME => '{f}', VERSIONS => 1, BLOOMFILTER => 'ROW', COMPRESSION => '{compression}'}}"
+                     for f in families)
+    keys = ", ".join(f"'{k.decode()}'" for k in splits)
+    return f"create '{name}', {fams}" + (f", SPLITS => [{keys}]" if keys else "")

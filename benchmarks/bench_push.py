@@ -159,6 +159,11 @@ def main(argv=None):
     print(f"{'alerts':>8} {'read s':>7} {'push s':>7} {'push/read':>9} {'alerts/s':>9} {'per core':>9} "
           f"{'B/alert main':>12} {'peak drv MB':>11} {'peak JVM MB':>11}")
     for r in results:
+        if "read_s" not in r:  # the HBase run: printed as JSON above
+            print(f"{r['alerts']:>8} {'-':>7} {r['push_s']:>7} {'-':>9} {r['alerts_per_s']:>9} "
+                  f"{r['alerts_per_s_per_core']:>9}  HBase over Thrift, executor writes "
+                  f"(Thrift puts: {r['thrift_share_of_writes']:.0%} of write time)")
+            continue
         print(f"{r['alerts']:>8} {r['read_s']:>7} {r['push_s']:>7} {r['push_over_read']:>9} "
               f"{r['alerts_per_s']:>9} {r['alerts_per_s_per_core']:>9} "
               f"{r['bytes_per_alert'].get(config.table_prefix, 0):>12} {r['peak_driver_mb']:>11} "

@@ -49,16 +49,31 @@ class NightFiles:
         return None if any(c is None for c in counts) else sum(counts)
 
 
-def _footer_rows(uri):
-    """Rows in a parquet footer, read with pyarrow; None if pyarrow cannot reach the URI."""
-    import pyarrow.parquet as pq
+def open_uri(uri):
+    """Open a datalake file (``file:``, ``hdfs://``, ...) for reading with pyarrow.
+
+    Returns
+    -------
+    pyarrow.NativeFile or None
+        None if pyarrow cannot reach that scheme here (e.g. ``s3a://``, Hadoop's name).
+    """
     from pyarrow import fs as pafs
 
     try:
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-    except Exception:  # a scheme pyarrow cannot open here (e.g. s3a://): Spark checks it
+        filesystem, path = pafs.FileSystem.from_uri(uri if "://" in uri else uri.replace("file:", "file://", 1))
+    except Exception:  # noqa: BLE001 - an unsupported scheme: the caller falls back
         return None
-    with filesystem.open_input_file(path) as fh:
+    return filesystem.open_input_file(path)
+
+
+def _footer_rows(uri):
+    """Rows in a parquet footer, read with pyarrow; None if pyarrow cannot reach the URI."""
+    import pyarrow.parquet as pq
+
+    handle = open_uri(uri)
+    if handle is None:  # Spark checks such files
+        return None
+    with handle as fh:
         return pq.ParquetFile(fh).metadata.num_rows
 
 
@@ -71,13 +86,11 @@ def row_group_starts(uri):
     """
     import numpy as np
     import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
 
-    try:
-        filesystem, path = pafs.FileSystem.from_uri(uri if "://" in uri else uri.replace("file:", "file://", 1))
-    except Exception:  # noqa: BLE001 - a scheme pyarrow cannot open here
+    handle = open_uri(uri)
+    if handle is None:
         return None
-    with filesystem.open_input_file(path) as fh:
+    with handle as fh:
         meta = pq.ParquetFile(fh).metadata
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)

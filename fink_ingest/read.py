@@ -492,13 +492,16 @@ class Reader:
     def _read_stamps(cells, stamp_columns):
         """Stamp FITS bytes (gunzipped) from one row of one row group of the pointed file."""
         import pyarrow.parquet as pq
-        from pyarrow import fs as pafs
+
+        from fink_ingest.datalake import open_uri
 
         uri = cells[b"d:uri"].decode()
-        filesystem, path = pafs.FileSystem.from_uri(uri if "://" in uri else uri.replace("file:", "file://", 1))
+        handle = open_uri(uri)
+        if handle is None:
+            raise QueryError(f"cutout file {uri} is not reachable from this process")
         group = cellcodec.decode(cells.get(b"d:row_group"), "int")
         row = cellcodec.decode(cells.get(b"d:row"), "int")
-        with filesystem.open_input_file(path) as fh:
+        with handle as fh:
             pf = pq.ParquetFile(fh)
             if group is None:  # the footer was not readable at push time: locate by file row
                 file_row = cellcodec.decode(cells[b"d:file_row"], "bigint")

@@ -326,6 +326,8 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
         try:
             _push_alerts(config, store, alerts, names, run_dir, summary, night)
             break
+        except StoreError as exc:  # the store gave up (retries spent): say which night
+            raise StoreError(f"night {night:%Y-%m-%d}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - only a failure naming a night file is handled
             bad = datalake.failed_file(exc, files)
             if bad is None:

@@ -55,7 +55,7 @@ def test_gateway_dies_mid_push_then_a_rerun_completes_exactly(spark, datasim, tm
     killer = threading.Thread(target=kill_mid_push, daemon=True)
     killer.start()
     # the history tables are written batch by batch together: either may meet the dead gateway
-    with pytest.raises(StoreError, match=r"table 'ztf\.upper(valid)?': put of .* rows from .*hbase://127\.0\.0\.1"):
+    with pytest.raises(StoreError, match=r"night 2024-01-15: table 'ztf\.upper(valid)?': put of .* rows from .*hbase://127\.0\.0\.1"):
         push_night(spark, config, store, paths.parse_night("2024-01-15"))
     killer.join(timeout=5)
     assert proc.poll() is not None

@@ -172,6 +172,7 @@ class Reader:
 
     # -- helpers -----------------------------------------------------------------------
     def table_name(self, kind):
+        """Store table name of a builder kind (``main`` -> ``ztf``, ``sky`` -> ``ztf.sky``)."""
         return BUILDERS[kind].table_name(self.config.table_prefix)
 
     def _table(self, kind):

@@ -154,6 +154,7 @@ class HBaseStore(Store):
 
     @property
     def pool(self):
+        """The happybase connection pool, created on first use (so the store pickles to executors)."""
         if self._pool is None:
             self._pool = happybase.ConnectionPool(self.pool_size, host=self.host, port=self.port,
                                                   table_prefix=self.table_prefix, autoconnect=False)

@@ -299,12 +299,20 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
 
     def path_of(self, name):
+        """File of a table, ``<directory>/<name>.sqlite``.
+
+        Raises
+        ------
+        StoreError
+            If the name is empty or holds a path separator.
+        """
         if not name or "/" in name or name.startswith("."):
             raise StoreError(f"table name {name!r} is not valid")
         return self.directory / f"{name}{SUFFIX}"
 
     @staticmethod
     def connect(path):
+        """A connection in WAL mode (16 KiB pages, synchronous NORMAL, fixed page cache)."""
         conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=WAL")

@@ -38,6 +38,7 @@ class HistoryTable(TableBuilder):
         return [survey.original_family]
 
     def cell_names(self, survey):
+        """Cells of this table (list of ``family:qualifier``), from the survey file."""
         return [f"{survey.original_family}:{f}" for f in getattr(survey, self.cells_key)]
 
     def cell_types(self, staged_types, survey):
@@ -62,6 +63,7 @@ class HistoryTable(TableBuilder):
         return []
 
     def key_fields(self, batch, survey):
+        """Key fields of each row: objectId and the entry's fixed-width time (pyarrow arrays)."""
         return [column(batch, OBJECT), time_text(column(batch, f"{survey.original_family}:jd"), survey)]
 
     def rows(self, batch, survey):

@@ -33,6 +33,7 @@ class IndexTable(TableBuilder):
         return [survey.original_family, survey.added_family]
 
     def key_inputs(self, survey):
+        """Staged columns the key needs besides the summary cells (list of str)."""
         leaf = survey.leaf
         return [f"{survey.original_family}:{leaf['object_id']}", f"{survey.original_family}:{leaf['time']}"]
 
@@ -44,9 +45,11 @@ class IndexTable(TableBuilder):
         return {n: t for n, t in staged_types.items() if n in survey.index_summary}
 
     def summary(self, batch, survey):
+        """The summary cells of a staged batch: dict of name to pyarrow array."""
         return {n: column(batch, n) for n in survey.index_summary if n in batch.schema.names}
 
     def first_field(self, batch, survey):
+        """First key field of each row (salt, pixel, class or name): pyarrow string array."""
         raise NotImplementedError
 
     def rows(self, batch, survey):

@@ -32,10 +32,13 @@ class NightFiles:
         URI -> rows in the footer (None where the footer could not be read from Python).
     rejected : list of dict
         ``{"file": uri, "reason": text}``.
+    row_groups : dict of str to numpy.ndarray
+        URI -> first row of each row group (read with the footer; for cutout pointers).
     """
 
     good: dict
     rejected: list
+    row_groups: dict = dataclasses.field(default_factory=dict)  # URI -> first row of each row group
 
     def reject(self, uri, reason):
         """Move a file from ``good`` to ``rejected``."""
@@ -66,15 +69,19 @@ def open_uri(uri):
     return filesystem.open_input_file(path)
 
 
-def _footer_rows(uri):
-    """Rows in a parquet footer, read with pyarrow; None if pyarrow cannot reach the URI."""
+def _footer(uri):
+    """Rows and row-group starts of a parquet file from its footer (pyarrow), or
+    (None, None) if pyarrow cannot reach the URI (Spark checks such files)."""
+    import numpy as np
     import pyarrow.parquet as pq
 
     handle = open_uri(uri)
-    if handle is None:  # Spark checks such files
-        return None
+    if handle is None:
+        return None, None
     with handle as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
+        meta = pq.ParquetFile(fh).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    return meta.num_rows, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
 
 def row_group_starts(uri):
@@ -84,16 +91,7 @@ def row_group_starts(uri):
     -------
     numpy.ndarray of int64, shape (n_row_groups,), or None if pyarrow cannot reach the URI
     """
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    handle = open_uri(uri)
-    if handle is None:
-        return None
-    with handle as fh:
-        meta = pq.ParquetFile(fh).metadata
-    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    return _footer(uri)[1]
 
 
 def list_nights(spark, datalake_root):
@@ -142,21 +140,23 @@ def list_night(spark, directory):
     fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
     if not fs.exists(hpath):
         raise InputError(f"night partition {directory} does not exist")
-    good, rejected = {}, []
+    good, rejected, groups = {}, [], {}
     for status in sorted(fs.listStatus(hpath), key=lambda s: s.getPath().toString()):
         name = status.getPath().getName()
         uri = status.getPath().toString()
         if status.isDirectory() or name.startswith(("_", ".")) or not name.endswith(".parquet"):
             continue
         try:
-            good[uri] = _footer_rows(uri)
+            good[uri], starts = _footer(uri)
+            if starts is not None:
+                groups[uri] = starts
         except Exception as exc:  # noqa: BLE001 - any failure to read a footer sets the file aside
             reason = f"unreadable parquet: {type(exc).__name__}: {exc}"
             log.error("%s: %s; set aside", uri, reason)
             rejected.append({"file": uri, "reason": reason})
     if not good and not rejected:
         raise InputError(f"night partition {directory} holds no parquet file")
-    return NightFiles(good=good, rejected=rejected)
+    return NightFiles(good=good, rejected=rejected, row_groups=groups)
 
 
 def read_alerts(spark, files):

@@ -318,7 +318,7 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
                "rows_skipped": {}, "seconds": {},
                "main_table": BUILDERS["main"].table_name(config.table_prefix)}
     for name in names:
-        BUILDERS[name].reset()
+        BUILDERS[name].reset(files.row_groups)
     while True:
         alerts = datalake.read_alerts(spark, files)
         if alerts is None:
@@ -338,7 +338,7 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
             summary["files_read"] = len(files.good)
             summary["files_rejected"] = files.rejected
             for name in names:
-                BUILDERS[name].reset()
+                BUILDERS[name].reset(files.row_groups)
     summary["seconds"]["total"] = round(time.time() - t0, 2)
     summary["ok"] = _reconciles(summary, files)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -162,8 +162,9 @@ class TableBuilder:
         """Rows produced once all batches are seen (``Rows`` or None); for summary tables."""
         return None
 
-    def reset(self):
-        """Forget per-night state (called by the push before each night)."""
+    def reset(self, row_groups=None):
+        """Forget per-night state (called by the push before each night); ``row_groups`` maps
+        the night's file URIs to their row-group starts, read once by the footer check."""
 
     def night_keys(self, table, night, survey):
         """Keys of the rows this table holds for a night (for ``--rebuild``): those whose key

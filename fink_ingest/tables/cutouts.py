@@ -25,8 +25,9 @@ class CutoutTable(TableBuilder):
     def __init__(self):
         self._groups = {}
 
-    def reset(self):
-        self._groups = {}
+    def reset(self, row_groups=None):
+        """Start a night, knowing the row-group starts the footer check read (URI -> array)."""
+        self._groups = dict(row_groups or {})
 
     def stage(self, available, survey):
         leaf = survey.leaf

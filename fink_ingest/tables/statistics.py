@@ -21,7 +21,7 @@ class StatisticsTable(TableBuilder):
     def __init__(self):
         self.reset()
 
-    def reset(self):
+    def reset(self, row_groups=None):
         """Forget counts (called by the push at the start of each night)."""
         self._counts = collections.Counter()
         self.objects = 0

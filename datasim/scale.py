@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 RA_JITTER_DEG = 3.0    # uniform shift of candidate.ra in [-3, 3) degrees
 DEC_JITTER_DEG = 3.0   # uniform shift of candidate.dec in [-3, 3) degrees, clipped to [-90, 90]
 JD_JITTER_DAYS = 0.02  # uniform time shift in [-0.02, 0.02) days (about 29 minutes)
+JD_DECIMALS = 7        # ZTF writes jd to 1e-7 day (~9 ms): shifted times are rounded to it,
+                       # so clones carry times like the survey's, not 17 digits of jitter
 _BATCH_ROWS = 10_000   # at most this many rows generated at once (one parquet row group) ...
 _BATCH_BYTES = 128 * 2**20  # ... and about this many bytes of Arrow memory (cutouts: ~50 kB/row)
 _ID_SPACE = 13 * 26**6  # objectId letters 'n'..'z' then 6 letters: never a real ZTF name
@@ -101,6 +103,11 @@ def _like(values: np.ndarray, original: pa.Array) -> pa.Array:
     return pa.array(values, mask=mask).cast(original.type)
 
 
+def _shift_jd(values: np.ndarray, d_jd) -> np.ndarray:
+    """Julian Dates moved by ``d_jd`` days, rounded to the survey's ``JD_DECIMALS``."""
+    return np.round(values + d_jd, JD_DECIMALS)
+
+
 def _num(arr: pa.Array) -> np.ndarray:
     return pc.fill_null(arr.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
 
@@ -120,7 +127,7 @@ def _shift_history(prv: pa.ListArray, d_jd, d_ra, d_dec) -> pa.ListArray:
     names = {f.name for f in values.type}
     new = {}
     if "jd" in names:
-        new["jd"] = _like(_num(values.field("jd")) + d_jd[rows], values.field("jd"))
+        new["jd"] = _like(_shift_jd(_num(values.field("jd")), d_jd[rows]), values.field("jd"))
     if "ra" in names:
         new["ra"] = _like(np.mod(_num(values.field("ra")) + d_ra[rows], 360.0) % 360.0, values.field("ra"))
     if "dec" in names:
@@ -309,7 +316,7 @@ def _clone_batch(ctx: dict, start: int, stop: int) -> pa.Table:
     new = {"candid": pa.array(candid).cast(cand.type.field("candid").type)} if "candid" in names else {}
     for name in _JD_FIELDS:
         if name in names:
-            new[name] = _like(_num(cand.field(name)) + d_jd, cand.field(name))
+            new[name] = _like(_shift_jd(_num(cand.field(name)), d_jd), cand.field(name))
     if "ra" in names:
         ra = np.mod(_num(cand.field("ra")) + d_ra, 360.0)
         new["ra"] = _like(np.where(ra >= 360.0, 0.0, ra), cand.field("ra"))
@@ -324,7 +331,7 @@ def _clone_batch(ctx: dict, start: int, stop: int) -> pa.Table:
             cols["prv_candidates"] = _shift_history(prv, d_jd, d_ra, d_dec)
     if "jd_first_real_det" in table.column_names:
         col = table["jd_first_real_det"].combine_chunks()
-        cols["jd_first_real_det"] = _like(_num(col) + d_jd, col)
+        cols["jd_first_real_det"] = _like(_shift_jd(_num(col), d_jd), col)
     if ctx["ts_us"] is not None:
         col = table["timestamp"].combine_chunks()
         us = ctx["ts_us"][idx] + np.round(d_jd * 86_400e6).astype(np.int64)

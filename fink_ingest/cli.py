@@ -76,14 +76,15 @@ def format_summary(summary):
         lines.append(f"  rejected rows (with a reason column): {summary['rejects_file']}")
     for table, n in summary["rows_written"].items():
         skipped = summary.get("rows_skipped", {}).get(table) or {}
-        extra = "".join(f", {count} not placed ({why})" for why, count in skipped.items())
+        extra = "".join(f", {count} {'left as they were' if why.startswith('unchanged') else 'not placed'} ({why})"
+                        for why, count in skipped.items())
         deleted = summary.get("rows_deleted", {}).get(table)
         extra += f", {deleted} old rows deleted first" if deleted is not None else ""
         lines.append(f"  {table}: {n} rows written in {summary['seconds'].get(table)} s{extra}")
     history = summary.get("history")
     if history:
-        lines.append(f"  history entries {history['entries']}, kept by a history table "
-                     f"{history.get('staged', 0)}, rejected (no time) {history['rejected']}")
+        lines.append(f"  history entries {history['entries']} in the alerts, {history.get('staged', 0)} for a "
+                     f"history table (repeats included), rejected (no time) {history['rejected']}")
     lines.append(f"  summary: {summary['run_dir']}/summary.json")
     return "\n".join(lines)
 

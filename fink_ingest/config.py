@@ -51,6 +51,8 @@ class Survey:
         History fields kept; cells of the upper-limit and bad-quality tables.
     history_detection_id : str
         History field that tells apart detections sharing a time.
+    history_bucket_days : int
+        Days of history packed in one row of a history table (rows start at a UTC midnight).
     cutout_columns : tuple of str
         Stamp columns of the alerts.
     hosts : tuple of str
@@ -80,6 +82,7 @@ class Survey:
     upper_cells: tuple
     badquality_cells: tuple
     history_detection_id: str
+    history_bucket_days: int
     cutout_columns: tuple
     hosts: tuple
 
@@ -190,11 +193,14 @@ def load_survey(name, schemas_dir=SCHEMAS_DIR):
             upper_cells=tuple(raw["history"]["upper_cells"]),
             badquality_cells=tuple(raw["history"]["badquality_cells"]),
             history_detection_id=raw["history"]["detection_id"],
+            history_bucket_days=int(raw["history"]["bucket_days"]),
             cutout_columns=tuple(raw["cutouts"]["columns"]),
             hosts=tuple(raw["classification"]["extragalactic_hosts"]),
         )
         if not 1 <= survey.time_buckets <= 256:
             raise ConfigError(f"{path}: index.time_buckets = {survey.time_buckets}; expected 1..256")
+        if survey.history_bucket_days < 1:
+            raise ConfigError(f"{path}: history.bucket_days = {survey.history_bucket_days}; expected >= 1")
         return survey
     except KeyError as exc:
         raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from None

@@ -9,8 +9,9 @@ Steps (``push_night``):
    duplicate alert ids are dropped (the shuffle runs only on nights that have some).
 3. Stage the night once: Spark writes the union of the columns every table needs, plus the
    derived class, time-index salt and datalake position, under ``<run_dir>/staging/``.
-   History entries (``prv_candidates``) are exploded, checked, filtered to those a history
-   table keeps and sorted into a second staging set, while the driver writes the alert tables.
+   History entries (``prv_candidates``) are exploded, checked and grouped into packed rows
+   (one per object, history table and 30-day bucket; ``tables.history``) into a second
+   staging set, while the driver writes the alert tables.
 4. On the driver, stream the staged batches (bounded memory): every table derives its keys
    and cells from the same batch; a worker thread encodes, packs and compresses the next
    batch while this thread writes the current one. Types are reconciled with each table's
@@ -39,6 +40,7 @@ from fink_ingest import datalake, paths, schemarow
 from fink_ingest.classification import class_column
 from fink_ingest.errors import StoreError
 from fink_ingest.tables import BUILDERS
+from fink_ingest.tables import history as history_tables
 from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, SALT, Rows,
                                      alert_cells, cell_value, type_name)
 
@@ -74,10 +76,11 @@ def _present_columns(files):
 
 
 def _drop_repeated_keys(rows):
-    """Rows without a key equal to the one before it (staged batches are sorted by key
-    fields, so the repeats of one history entry carried by several alerts are adjacent; the
-    few that fall in different batches are absorbed by the store, whose put of identical
-    cells changes nothing)."""
+    """Rows without a key equal to the one before it. Keys are unique within a push (one
+    main row per alert id, one packed history row per object and bucket); should two alerts
+    ever share a main key (same objectId and jd, different candid), the repeat is dropped
+    here so that rows written fall short of the distinct alerts and the run is reported
+    incomplete, instead of one put silently replacing the other."""
     keys = rows.keys
     if len(keys) < 2:
         return rows
@@ -95,7 +98,7 @@ class _TableWriter:
     def __init__(self, store, builder, config, staged_types, present):
         self.builder = builder
         self.name = builder.table_name(config.table_prefix)
-        self.table = store.ensure_table(self.name, builder.families_for(config.survey))
+        self.table = store.ensure_table(self.name, builder.families_for(config.survey), builder.compression)
         self.survey = config.survey
         types = builder.cell_types(staged_types, config.survey)
         derived = set(types) - set(staged_types)
@@ -109,7 +112,14 @@ class _TableWriter:
         self._lock = threading.Lock()
 
     def prepare(self, rows):
-        """Encode a ``Rows`` into what the table writes (runs in the worker thread)."""
+        """Encode a ``Rows`` into what the table writes (runs in a worker thread). Rows of a
+        builder that merges with stored rows are only passed on: the merge reads the store,
+        so it runs in ``write``, one batch after the other."""
+        if self.builder.merges:
+            return _Unmerged(rows)
+        return self._encode(rows)
+
+    def _encode(self, rows):
         t0 = time.time()
         with self._lock:
             self.skipped.update(rows.skipped)
@@ -126,11 +136,23 @@ class _TableWriter:
         return prepared
 
     def write(self, prepared):
+        if isinstance(prepared, _Unmerged):
+            t0 = time.time()
+            rows = self.builder.merge_stored(self.table, prepared.rows, self.survey)
+            self.seconds += time.time() - t0
+            prepared = self._encode(rows)
         t0 = time.time()
         if prepared is not None:
             self.written += self.table.write_prepared(prepared)
         with self._lock:
             self.seconds += time.time() - t0
+
+
+class _Unmerged:
+    """Rows a writer merges with the stored ones just before writing them."""
+
+    def __init__(self, rows):
+        self.rows = rows
 
 
 def write_staged(store, builders, staged_dir, staged_types, config, night, spark=None):
@@ -200,6 +222,7 @@ def _write_from_executors(spark, store, writers, staged_dir, config):
                     rows = builder.rows(part, survey)
                     if rows is None:
                         continue
+                    rows = builder.merge_stored(tables[name], rows, survey)
                     rows = _drop_repeated_keys(rows)
                     skipped.update({f"{name}\t{k}": v for k, v in rows.skipped.items()})
                     if len(rows.keys):
@@ -209,9 +232,10 @@ def _write_from_executors(spark, store, writers, staged_dir, config):
                         seconds[f"{name}\tstore"] += time.time() - t1
                     seconds[name] += time.time() - t0
         names = [name for _, name, _ in plan]
-        yield pa.RecordBatch.from_pydict({
-            "table": names, "written": [written[n] for n in names], "seconds": [seconds[n] for n in names],
-            "store_seconds": [seconds[f"{n}\tstore"] for n in names],
+        yield pa.RecordBatch.from_pydict({  # floats even where nothing was timed (an int 0)
+            "table": names, "written": [written[n] for n in names],
+            "seconds": [float(seconds[n]) for n in names],
+            "store_seconds": [float(seconds[f"{n}\tstore"]) for n in names],
             "skipped": [json.dumps({k.split("\t", 1)[1]: v for k, v in skipped.items() if k.startswith(n + "\t")})
                         for n in names]})
 
@@ -296,10 +320,11 @@ def push_night(spark, config, store, night, tables=None, run_dir=None):
         The run summary: ``night``, ``files_read``, ``files_rejected`` (list of
         ``{file, reason}``), ``alerts_read``, ``rows_rejected``, ``duplicates``,
         ``rows_written`` and ``rows_skipped`` per table, ``history`` (entries in the alerts,
-        rejected for want of a time, staged: those a history table keeps, repeats included),
-        ``seconds`` (total and per table), ``ok``. History rows written count puts: the
-        repeats of one entry carried by several alerts are dropped when adjacent and
-        absorbed by the store otherwise, so each entry is stored once.
+        rejected for want of a time, ``staged``: those a history table keeps, repeats
+        included),
+        ``seconds`` (total and per table), ``ok``. History rows written are packed rows
+        put (new, or merged with a stored row and changed); stored rows that gain nothing
+        are counted in ``rows_skipped`` as unchanged.
 
     Raises
     ------
@@ -402,12 +427,14 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
         if alert_builders:
             staged_dir, staged_types = _stage_alerts(config, valid, alert_builders, run_dir, summary)
             if history_builders:  # Spark stages the history while the driver writes the alerts
-                history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts)
+                history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts,
+                                                     history_builders, store.executor_writes)
             _record(summary, write_staged(store, alert_builders, staged_dir, staged_types, config, night,
                                           valid.sparkSession))
             shutil.rmtree(staged_dir, ignore_errors=True)
         elif history_builders:
-            history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts)
+            history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts,
+                                                     history_builders, store.executor_writes)
         if history_staged is not None:
             staged = history_staged.result()
             if staged is not None:
@@ -441,11 +468,14 @@ def _stage_alerts(config, valid, builders, run_dir, summary):
     return staged_dir, {n: available[n][1] for n in wanted}
 
 
-def _stage_history(config, valid, run_dir, summary, counts):
+def _stage_history(config, valid, run_dir, summary, counts, builders, executor_writes=False):
     """Stage the history entries of the night's alerts (explode, set aside entries without a
-    time, deduplicate); returns (directory, types), or None if the night has no history."""
+    time, keep those a history table keeps, sort by objectId and time); returns
+    (directory, types), or None if the night has no history. The tables pack them into
+    rows (``tables.history``)."""
     survey = config.survey
     t1 = time.time()
+    history = {"entries": counts.get("entries") or 0, "rejected": counts.get("no_time") or 0}
     if survey.history_column not in valid.schema.names:
         summary["history"] = {"entries": 0, "rejected": 0, "staged": 0}
         return None
@@ -453,17 +483,14 @@ def _stage_history(config, valid, run_dir, summary, counts):
     fields = [f for f in survey.history_fields if f in element.names]
     fam = survey.original_family
     oid = datalake.column_of(survey.object_id)
-    exploded = valid.select(oid.alias("objectId"), F.explode(F.col(f"`{survey.history_column}`")).alias("__h"))
-    cols, types = [F.col("objectId")], {"objectId": "string"}
+    exploded = valid.select(oid.alias(history_tables.OBJECT), F.explode(F.col(f"`{survey.history_column}`")).alias("__h"))
+    cols, types = [F.col(history_tables.OBJECT)], {history_tables.OBJECT: "string"}
     for f in fields:
         dt = element[f].dataType
         cols.append(cell_value(F.col("__h").getField(f), dt).alias(f"{fam}:{f}"))
         types[f"{fam}:{f}"] = type_name(dt)
     entries = exploded.select(*cols)
     jd = F.col(f"`{fam}:jd`")
-    unique = ["objectId", f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
-                                           if survey.history_detection_id in fields else [])
-    history = {"entries": counts.get("entries") or 0, "rejected": counts.get("no_time") or 0}
     if history["rejected"]:
         target = run_dir / "rejects_history"
         (entries.filter(jd.isNull()).withColumn(datalake.REASON, F.lit(f"history entry without {fam}:jd"))
@@ -471,13 +498,17 @@ def _stage_history(config, valid, run_dir, summary, counts):
         history["rejects_file"] = str(target)
         log.warning("%d history entries without a time set aside in %s", history["rejected"], target)
     staged_dir = run_dir / "staging" / "history"
-    # only entries some history table keeps go through the dedup shuffle (the history
-    # tables' filters, in Spark: upper limits and detections failing the quality cut)
+    # only entries some history table keeps are staged (the tables' rules, in Spark)
     kept = F.lit(False)
-    for table in (BUILDERS["upper"], BUILDERS["uppervalid"]):
+    for table in builders:
         kept = kept | table.spark_filter(survey)
-    (entries.filter(jd.isNotNull() & kept)
-     .sortWithinPartitions(*[F.col(f"`{u}`") for u in unique])
+    unique = [history_tables.OBJECT, f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
+                                                     if survey.history_detection_id in fields else [])
+    staged = entries.filter(jd.isNotNull() & kept)
+    if executor_writes:  # an object's entries in one partition: its rows are merged one at a time
+        staged = staged.repartition(F.col(history_tables.OBJECT))
+    # sorted by objectId and time, so that each batch packs into rows (and repeats are adjacent)
+    (staged.sortWithinPartitions(*[F.col(f"`{u}`") for u in unique])
      .write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))
     history["staged"] = sum(pq.ParquetFile(p).metadata.num_rows for p in staged_dir.glob("*.parquet"))
     summary["history"] = history
@@ -543,7 +574,7 @@ def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False)
         log.info("%s dropped for a rebuild over all nights", name)
     summaries = []
     for night in nights:
-        table = store.ensure_table(name, builder.families_for(config.survey))
+        table = store.ensure_table(name, builder.families_for(config.survey), builder.compression)
         keys = builder.night_keys(table, night, config.survey)
         for key in keys:
             table.delete(key)

@@ -32,6 +32,44 @@ CUTOUT_KINDS = ("Science", "Template", "Difference")
 PIXEL_DEG_ORDER0 = 58.6              # HEALPix pixel size at order 0, degrees (sqrt(4 pi / 12) rad)
 
 
+def history_entries(rows, types, oid_column):
+    """One row per history entry from packed history rows (``tables.history``).
+
+    Parameters
+    ----------
+    rows : list of (bytes, dict of bytes to bytes)
+        Rows of ``upper`` or ``uppervalid``, keys ``objectId_jd`` (bucket start).
+    types : dict of str to str
+        The table's schema-row types (``array<...>`` per cell).
+    oid_column : str
+        Name of the object id column to add (e.g. ``i:objectId``).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (entries, 1 + cells)
+        The object id, then one column per cell with the element type (``float`` cells as
+        float32, exactly as the datalake held them), in time order within each object.
+    """
+    names = list(dict.fromkeys(q.decode() for _, cells in rows for q in cells))
+    names = [n for n in types if n in names] + [n for n in names if n not in types]
+    data = {oid_column: [], **{n: [] for n in names}}
+    for key, cells in rows:
+        lists = {n: cellcodec.decode(cells.get(n.encode()), types[n]) for n in names}
+        count = max((len(v) for v in lists.values() if v is not None), default=0)
+        data[oid_column].extend([key.decode().split(SEP, 1)[0]] * count)
+        for n in names:
+            data[n].extend(lists[n] if lists[n] is not None else [None] * count)
+    frame = pd.DataFrame(data, columns=[oid_column] + names)
+    for n in names:
+        element = cellcodec.parse_type(types[n])
+        element = element[1] if isinstance(element, tuple) and element[0] == "array" else None
+        if element in ("float", "double") and frame[n].notna().all():
+            frame[n] = frame[n].astype("float32" if element == "float" else "float64")
+        elif element in ("int", "bigint", "smallint", "tinyint") and frame[n].notna().all():
+            frame[n] = frame[n].astype("int64")
+    return frame
+
+
 def decode_rows(rows, types, columns=None):
     """Decode ``(key, cells)`` rows into a DataFrame.
 
@@ -269,12 +307,9 @@ class Reader:
             hist = []
             for oid in object_ids:
                 hist.extend(table.scan(prefix=f"{oid}{SEP}".encode()))
-            part = decode_rows(hist, self.types(kind))
-            keys = [k.decode().split(SEP) for k, _ in hist]
-            part.insert(0, self._oid(), [k[0] for k in keys])
-            part.insert(1, self._jd(), np.array([float(k[1]) for k in keys]))
+            part = history_entries(hist, self.types(kind), self._oid())
             part[TAG] = tag
-            parts.append(part.reset_index(drop=True))
+            parts.append(part)
         merged = pd.concat([p for p in parts if len(p)] or [frame], ignore_index=True)
         if columns is not None:
             merged = merged[[c for c in dict.fromkeys(columns + [self._jd(), TAG]) if c in merged]]

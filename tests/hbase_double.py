@@ -64,7 +64,10 @@ class Handler:
         name = tableName.decode()
         if name in self.store.tables():
             raise HB.AlreadyExists(message=f"table {name!r} exists")
-        self.store.create_table(name, [_family(cd.name) for cd in columnFamilies])
+        codecs = {(cd.compression or "").lower() for cd in columnFamilies}
+        # a family's ZSTD compression keeps the rows zstd-compressed underneath too
+        self.store.create_table(name, [_family(cd.name) for cd in columnFamilies],
+                                "zstd" if codecs == {"zstd"} else None)
 
     def deleteTable(self, tableName):
         self._table(tableName)

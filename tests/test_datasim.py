@@ -225,6 +225,9 @@ def test_scaled_positions_times_and_objects(scaled):
     src_prv = src["prv_candidates"].combine_chunks().take(idx)
     prv_lag = lag(table["prv_candidates"].combine_chunks(), jd)
     assert len(prv_lag) > 5_000 and np.abs(prv_lag - lag(src_prv, scand.field("jd").to_numpy()[idx])).max() < 1e-6
+    prv_jd = pc.struct_field(pc.list_flatten(table["prv_candidates"].combine_chunks()), "jd").to_numpy()
+    for times in (jd, prv_jd):  # times keep ZTF's resolution (7 decimals), as the source's do
+        assert np.array_equal(np.round(times, 7), times)
     d_ra = (ra - scand.field("ra").to_numpy()[idx] + 180) % 360 - 180
     assert 0.5 < np.abs(d_ra).max() <= 3.0
     oid = table["objectId"].to_pylist()

@@ -1,4 +1,6 @@
 """Index tables on the real night, checked against values computed independently."""
+import json
+
 import healpy as hp
 import numpy as np
 import pyarrow as pa
@@ -78,35 +80,87 @@ def test_time_index_salts_and_orders(real_night_push):
         assert jds == sorted(jds)
 
 
+def stored_entries(table, fields):
+    """Entries of a packed history table: list of (objectId, bucket start, *fields), the
+    fields' JSON values as stored."""
+    out = []
+    for key, row in table.scan(prefix=b"ZTF"):
+        oid, start = key.decode().split("_")
+        lists = {f: json.loads(row[f"i:{f}".encode()]) for f in fields}
+        assert all(len(v) == len(lists["jd"]) for v in lists.values())
+        assert lists["jd"] == sorted(lists["jd"])                 # time order within a row
+        out.extend((oid, float(start), *vals) for vals in zip(*(lists[f] for f in fields)))
+    return out
+
+
+def history_of_night():
+    prv = night()["prv"].combine_chunks()
+    flat = pc.list_flatten(prv)
+    oid = pc.take(pa.array(night()["oid"]), pc.list_parent_indices(prv)).to_pylist()
+    return oid, flat
+
+
 def test_upper_limits_are_stored_once(real_night_push):
-    _, store, summary = real_night_push
-    flat = pc.list_flatten(night()["prv"].combine_chunks())
-    owners = pc.list_parent_indices(night()["prv"].combine_chunks())
-    oid = pc.take(pa.array(night()["oid"]), owners)
-    upper = pc.is_null(flat.field("magpsf"))
-    entries = {(o, jd) for o, jd, u in zip(oid.to_pylist(), flat.field("jd").to_pylist(), upper.to_pylist()) if u}
-    keys = data_keys(store.table("ztf.upper"))
-    assert len(keys) == len(entries) == summary["rows_written"]["ztf.upper"]
-    assert {(k.split("_")[0], float(k.split("_")[1])) for k in keys} == entries
-    assert pc.sum(upper.cast("int64")).as_py() > len(entries)  # the same entry came in several alerts
+    config, store, summary = real_night_push
+    oid, flat = history_of_night()
+    upper = pc.is_null(flat.field("magpsf")).to_pylist()
+    expected = {(o, jd): (fid, lim) for o, jd, fid, lim, u in zip(
+        oid, flat.field("jd").to_pylist(), flat.field("fid").to_pylist(),
+        flat.field("diffmaglim").to_pylist(), upper) if u}
+    assert sum(upper) > len(expected)  # the same entry came in several alerts
+    days = config.survey.history_bucket_days
+    stored = stored_entries(store.table("ztf.upper"), ["jd", "fid", "diffmaglim"])
+    assert len(stored) == len(expected) == 16461                   # each entry once
+    got = {}
+    for o, start, jd, fid, lim in stored:
+        assert start <= jd < start + days and (start - 0.5) % days == 0   # its bucket, from a UTC midnight
+        got[(o, jd)] = (fid, float(np.float32(lim)))                      # diffmaglim is a float
+    assert got == {k: (fid, float(np.float32(lim))) for k, (fid, lim) in expected.items()}
+    rows = data_keys(store.table("ztf.upper"))
+    assert len(rows) < len(expected) / 10                                   # packed
+    # puts: a bucket that straddles two staged batches is put, then merged and put again
+    assert len(rows) <= summary["rows_written"]["ztf.upper"] <= len(rows) * 1.01
     key, row = next(store.table("ztf.upper").scan(prefix=b"ZTF"))
-    assert set(row) == {b"i:fid", b"i:diffmaglim"}
+    assert set(row) == {b"i:jd", b"i:fid", b"i:diffmaglim"}
 
 
 def test_bad_quality_detections(real_night_push):
     _, store, _ = real_night_push
-    prv = night()["prv"].combine_chunks()
-    flat = pc.list_flatten(prv)
-    oid = pc.take(pa.array(night()["oid"]), pc.list_parent_indices(prv))
+    oid, flat = history_of_night()
     expected = set()
     fields = ("jd", "candid", "magpsf", "rb", "nbad")
-    for o, jd, candid, mag, rb, nbad in zip(oid.to_pylist(), *(flat.field(f).to_pylist() for f in fields)):
+    for o, jd, candid, mag, rb, nbad in zip(oid, *(flat.field(f).to_pylist() for f in fields)):
         if mag is not None and not (rb is not None and rb >= 0.55 and nbad == 0):
             expected.add((o, jd, candid))
-    keys = data_keys(store.table("ztf.uppervalid"))
-    assert {(k.split("_")[0], float(k.split("_")[1]), int(k.split("_")[2])) for k in keys} == expected
+    stored = stored_entries(store.table("ztf.uppervalid"), ["jd", "candid", "rb", "nbad"])
+    assert len(stored) == len(expected)
+    assert {(o, jd, candid) for o, _, jd, candid, _, _ in stored} == expected
+    assert all(not (rb >= 0.55 and nbad == 0) for *_, rb, nbad in stored)
     # several detections of one object in one exposure: all kept (keyed objectId_jd they collide)
     assert len({(o, jd) for o, jd, _ in expected}) < len(expected)
+
+
+def test_history_rows_merge_in_any_order(real_night_push):
+    """A later alert carries a bucket's entries again, or only part of them (its 30-day
+    window cuts the bucket): merging keeps every entry once, whatever the order."""
+    from fink_ingest.tables.history import merge_entries
+
+    _, store, _ = real_night_push
+    key, row = max(store.table("ztf.upper").scan(prefix=b"ZTF"), key=lambda kr: len(kr[1][b"i:jd"]))
+    whole = {n.decode(): v.decode() for n, v in row.items()}
+    lists = {n: json.loads(v) for n, v in whole.items()}
+    n = len(lists["i:jd"])
+    assert n >= 6
+
+    def part(indices):
+        return {c: json.dumps([lists[c][i] for i in indices]) for c in lists}
+
+    early, late = part(range(0, 2 * n // 3)), part(range(n // 3, n))    # overlapping windows
+    assert merge_entries(early, late, ["i:jd"]) == merge_entries(late, early, ["i:jd"])
+    merged = {c: json.loads(v) for c, v in merge_entries(early, late, ["i:jd"]).items()}
+    assert merged == lists
+    assert merge_entries(whole, late, ["i:jd"]) is None                   # nothing new: no write
+    assert merge_entries(whole, whole, ["i:jd"]) is None
 
 
 def test_statistics_row(real_night_push):

@@ -4,6 +4,9 @@ The nights come from different Fink versions (and raw ZTF alerts with no Fink va
 this is also the schema-drift test: columns come and go, types widen (roid int -> bigint,
 Plx float -> double), timestamp becomes string, a column is all null.
 """
+import json
+
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -108,3 +111,35 @@ def test_rebuild_one_table_leaves_the_others_byte_for_byte(multinight, spark):
     assert list(store.table("ztf.sky").scan()) == before
     after = {name: hashlib.md5(store.path_of(name).read_bytes()).hexdigest() for name in store.tables()}
     assert {n: d for n, d in after.items() if n != "ztf.sky"} == {n: d for n, d in digest.items() if n != "ztf.sky"}
+
+
+def test_history_entries_stored_once_whatever_the_order_of_nights(multinight, spark, tmp_path):
+    """The SLSN sample: 15 objects with alerts on several nights, each alert carrying the
+    object's 30-day history again. In night order, or in reverse order into a fresh store,
+    the history tables end up identical, holding every entry once."""
+    config, store, summaries = multinight
+    nights = sorted(n for n, (d, _) in summaries.items() if n.year == 2025)
+    assert len(nights) >= 3
+    alerts = pa.concat_tables([pq.ParquetFile(p).read(columns=["objectId", "prv_candidates"])
+                               for n in nights for p in summaries[n][0].glob("*.parquet")])
+    prv = alerts["prv_candidates"].combine_chunks()
+    flat = pc.list_flatten(prv)
+    owner = pc.take(alerts["objectId"], pc.list_parent_indices(prv)).to_pylist()
+    upper = {(o, jd) for o, jd, mag in zip(owner, flat.field("jd").to_pylist(), flat.field("magpsf").to_pylist())
+             if mag is None}
+    objects = set(alerts["objectId"].to_pylist())
+    assert len(objects) == 15 and len(upper) < pc.sum(pc.is_null(flat.field("magpsf")).cast("int64")).as_py()
+
+    def history(s, table):
+        return [(k, r) for k, r in s.table(table).scan(prefix=b"ZTF") if k.decode().split("_")[0] in objects]
+
+    reverse = open_store(str(tmp_path / "reverse"))
+    reverse_config = make_config(config.datalake, tmp_path / "reverse", tmp_path / "w")
+    for night in reversed(nights):
+        assert push_night(spark, reverse_config, reverse, night, ["upper", "uppervalid"])["ok"]
+    for table in ("ztf.upper", "ztf.uppervalid"):
+        assert history(reverse, table) == history(store, table)
+    stored = {(k.decode().split("_")[0], jd) for k, r in history(store, "ztf.upper")
+              for jd in json.loads(r[b"i:jd"])}
+    count = sum(len(json.loads(r[b"i:jd"])) for _, r in history(store, "ztf.upper"))
+    assert stored == upper and count == len(upper)

@@ -1,6 +1,7 @@
 """The read layer on stores filled from real alerts, against answers computed independently."""
 import gzip
 import io
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -67,7 +68,11 @@ def test_objects_with_upper_limits_are_tagged(reader):
     frame = reader.objects("ZTF17aaaaitn", with_upper_limits=True)
     assert set(frame["d:tag"]) <= {"valid", "upperlim", "badquality"} and (frame["d:tag"] == "valid").sum() == 1
     assert list(frame["i:jd"]) == sorted(frame["i:jd"])
-    assert (frame["d:tag"] == "upperlim").sum() == len(list(reader.store.table("ztf.upper").scan(prefix=b"ZTF17aaaaitn_")))
+    packed = list(reader.store.table("ztf.upper").scan(prefix=b"ZTF17aaaaitn_"))
+    entries = [jd for _, row in packed for jd in json.loads(row[b"i:jd"])]
+    upper = frame[frame["d:tag"] == "upperlim"]
+    assert list(upper["i:jd"]) == entries and len(entries) >= 2       # one row per entry, in time order
+    assert upper["i:diffmaglim"].dtype == np.float32 and upper["i:diffmaglim"].notna().all()
 
 
 @pytest.mark.parametrize("radius", [1, 5, 60, 600, 3600, 18000])

@@ -159,6 +159,7 @@ def test_zstd_rows_of_an_earlier_layout_still_read(tmp_path):
     import struct
 
     from fink_ingest.store import sqlite as sq
+    from fink_ingest.store.sqlite import SQLiteStore
 
     packed = sq.pack_cells({1: b"x" * 400})
     old = b"\x01" + struct.pack(">I", len(packed)) + pa.Codec("zstd", compression_level=1).compress(packed, asbytes=True)
@@ -177,3 +178,25 @@ def test_hbase_split_keys_follow_the_key_layouts():
     assert split_keys("time", survey, regions=4) == [b"04", b"08", b"0c"]
     assert split_keys("main", survey, regions=4) == [b"ZTF19a", b"ZTF20a", b"ZTF21a"]
     assert shell_create("ztf.time", ["i", "d"], [b"08"]).endswith("SPLITS => ['08']")
+
+
+def test_table_compression_is_kept_per_table(tmp_path):
+    """A zstd table writes zstd rows (flag 1) and reads them back; others stay LZ4; a table
+    file made before the option existed reads as LZ4; an unknown codec is refused."""
+    from fink_ingest.store import sqlite as sq
+    from fink_ingest.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(tmp_path / "s")
+    s.create_table("cold", ["i"], compression="zstd")
+    s.create_table("hot", ["i"])
+    value = b"[2460306.9548843,2460308.8358796,2460310.7707523]" * 3
+    for name in ("cold", "hot"):
+        s.table(name).put_batch([(b"ZTF17aaaaitn_2460300.5000000000", {b"i:jd": value})])
+        assert s.table(name).row(b"ZTF17aaaaitn_2460300.5000000000") == {b"i:jd": value}
+    raw = {name: sqlite3.connect(s.path_of(name)).execute("SELECT v FROM cells").fetchone()[0]
+           for name in ("cold", "hot")}
+    assert raw["cold"][0] == sq.ZSTD and raw["hot"][0] in (sq.RAW, sq.LZ4)
+    sqlite3.connect(s.path_of("hot")).execute("DROP TABLE options").connection.commit()
+    assert SQLiteStore(tmp_path / "s").codec("hot") == sq.LZ4
+    with pytest.raises(StoreError, match="compression 'gzip' unknown"):
+        s.create_table("bad", ["i"], compression="gzip")

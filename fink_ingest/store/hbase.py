@@ -189,14 +189,15 @@ class HBaseStore(Store):
     def tables(self):
         return sorted(t.decode() for t in self.call("list tables", lambda c: c.tables()))
 
-    def create_table(self, name, families):
+    def create_table(self, name, families, compression=None):
         families = sorted(set(families))
         if name in self.tables():
             have = self.families(name)
             if have != families:
                 raise StoreError(f"table {name!r} exists with families {have}, not {families}")
             return
-        spec = {f: dict(max_versions=1, bloom_filter_type="ROW", compression=self.compression) for f in families}
+        codec = compression.upper() if compression else self.compression
+        spec = {f: dict(max_versions=1, bloom_filter_type="ROW", compression=codec) for f in families}
         self.call(f"create table {name!r}", lambda c: c.create_table(name, spec))
 
     def families(self, name):

@@ -119,11 +119,16 @@ class TableBuilder:
     jd_field : int
         Position of the time among the ``_``-separated key fields (negative: from the end),
         used to find a night's rows when a table is rebuilt.
+    merges : bool
+        True if ``merge_stored`` must see every earlier write of the push (so the push
+        merges and writes one batch after the other).
     """
 
     kind = ""
     source = "alerts"
     jd_field = -1
+    merges = False  # rows are united with the stored ones (``merge_stored``) before a put
+    compression = None  # the store's default codec; "zstd" for cold tables
 
     def table_name(self, table_prefix):
         """Store table name: ``<prefix>.<kind>``."""
@@ -157,6 +162,12 @@ class TableBuilder:
     def cell_types(self, staged_types, survey):
         """Schema-row type of each cell this table writes, from the staged columns' types."""
         return {n: t for n, t in staged_types.items() if not n.startswith(HELPER_PREFIX)}
+
+    def merge_stored(self, table, rows, survey):
+        """Rows to write once united with what ``table`` already holds under their keys
+        (``Rows``); a put replaces cells, so the default returns ``rows`` as they are. Packed
+        history rows merge (``tables.history``)."""
+        return rows
 
     def finish(self, night, survey):
         """Rows produced once all batches are seen (``Rows`` or None); for summary tables."""

@@ -1,20 +1,43 @@
 """Tables from the alerts' history (``prv_candidates``): upper limits and bad-quality detections.
 
-The push explodes the history of the night's alerts into one staged row per entry
-(objectId plus the survey file's ``[history] fields``), drops entries without a time
-(set aside with a reason, never guessed) and keeps one row per entry: the same entry appears
-in every later alert of the object but is stored once.
+Every alert carries its object's recent history (ZTF: 30 days, ~19 upper limits and a
+bad-quality detection or two per alert on the real night 2024-01-15), so the same entry
+arrives in many alerts; it is stored once.
 
-- upper (``<prefix>.upper``), key ``objectId_jd`` (the entry's own jd), as Fink's: entries
-  with ``magpsf`` null (a non-detection, ``diffmaglim`` set). Upper limits never share a jd
-  within an object.
-- bad quality (``<prefix>.uppervalid``), key ``objectId_jd_candid``: detections failing Fink's
-  quality cut ``rb >= 0.55 and nbad == 0``. One exposure can give several detections of an
-  object (551 such pairs on the real night 2024-01-15); keyed ``objectId_jd`` alone, as in
-  Fink, all but one would be lost. A prefix scan ``objectId_`` still returns them in time
-  order.
+Layout: one row per object and time bucket (``[history] bucket_days`` of the survey file,
+30 days for ZTF), key ``objectId_jd`` with ``jd`` the bucket's start (a UTC midnight,
+fixed-width like every key time). The row's cells are arrays over the bucket's entries,
+sorted by time, one per field (``i:jd``, ``i:fid``, ``i:diffmaglim``, ...; JSON text, the
+schema row giving ``array<type>``). A prefix scan ``objectId_`` returns an object's whole
+history in time order; the read layer turns it back into one row per entry, as Fink's
+``withupperlim`` does.
+
+Why not one row per entry, keyed by the entry's jd as in Fink: an entry is ~13 bytes of
+information (time, band, limit), a row keyed ``objectId_jd`` costs ~70 bytes on disk, and
+with ~19 entries per alert the two history tables alone outgrew half the main table.
+Packed by 30 days, they take about a third of what they did (see ``benchmarks/README.md``).
+
+- upper (``<prefix>.upper``): entries with ``magpsf`` null (non-detections, ``diffmaglim``
+  set), identified by ``jd``.
+- bad quality (``<prefix>.uppervalid``): detections failing Fink's quality cut
+  ``rb >= 0.55 and nbad == 0``, identified by ``jd`` and ``candid``: one exposure can give
+  several detections of an object (551 such pairs on the real night); keyed ``objectId_jd``
+  alone, as in Fink, all but one were lost.
+
+Writing: Spark stages the night's entries one per row, sorted by objectId and time (no
+shuffle); each staged batch is packed here with Arrow compute (``rows``), and each packed row
+is united with the row already stored under its key (``merge_stored``: a later night's
+alerts carry entries of earlier buckets again, cut at their 30-day window; a bucket can also
+straddle two staged batches). A row that gains nothing is not rewritten. Pushing nights in
+any order, again, or rebuilding, stores each entry once and never drops one. The merge reads
+the store, so rows of one key are written one after the other: the driver merges in its
+single writer thread, and with executor writes the staged entries are partitioned by
+objectId.
 """
 from __future__ import annotations
+
+import json
+import math
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,51 +49,231 @@ from fink_ingest.tables.base import Rows, TableBuilder, column, select, time_tex
 RB_MIN = 0.55      # ZTF real-bogus cut of Fink's science stream: rb >= 0.55
 NBAD_MAX = 0       # and nbad == 0 (bad pixels within 5x5 of the candidate)
 OBJECT = "objectId"
+UNCHANGED = "unchanged: already stored"  # skipped reason of a packed row that gains nothing
+
+
+def bucket_start(jd, days):
+    """Start of the history bucket holding ``jd``: the Julian Date of the UTC midnight
+    ``days * floor((jd - 0.5) / days)`` days after JD 0.5 (float, or pyarrow float64 array)."""
+    if isinstance(jd, (int, float)):
+        return days * math.floor((jd - 0.5) / days) + 0.5
+    return pc.add(pc.multiply(pc.floor(pc.divide(pc.subtract(jd, 0.5), float(days))), float(days)), 0.5)
+
+
+def _json_tokens(values):
+    """JSON text of each value of a pyarrow array (``null`` for nulls; non-finite floats as
+    the strings Spark's ``to_json`` writes, ``"NaN"``, ``"Infinity"``, ``"-Infinity"``)."""
+    t = values.type
+    if pa.types.is_floating(t):
+        text = pc.cast(values, pa.string())  # shortest text that reads back the same value
+        for bad, token in ((pc.is_nan(values), '"NaN"'), (pc.equal(values, math.inf), '"Infinity"'),
+                           (pc.equal(values, -math.inf), '"-Infinity"')):
+            text = pc.if_else(pc.fill_null(bad, False), token, text)
+    elif pa.types.is_integer(t):
+        text = pc.cast(values, pa.string())
+    elif pa.types.is_boolean(t):
+        text = pc.if_else(values, "true", "false")
+    elif pa.types.is_null(t):
+        text = pa.nulls(len(values), pa.string())
+    else:
+        text = pc.cast(values, pa.string())
+        for char, escaped in (("\\", "\\\\"), ('"', '\\"')):
+            text = pc.replace_substring(text, char, escaped)
+        text = pc.binary_join_element_wise('"', text, '"', "")
+    return pc.fill_null(text, "null")
+
+
+def json_array(values, offsets):
+    """JSON arrays over runs of a pyarrow array.
+
+    Parameters
+    ----------
+    values : pyarrow.Array, shape (n,)
+    offsets : pyarrow.Array of int32, shape (m + 1,)
+        Run boundaries: run ``i`` is ``values[offsets[i]:offsets[i + 1]]``.
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (m,)
+        ``[v0,v1,...]`` per run, each value as ``_json_tokens`` writes it.
+    """
+    lists = pa.ListArray.from_arrays(offsets, _json_tokens(values))
+    return pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
+
+
+class _Token(str):
+    """A JSON number or constant kept as it was written (merges never re-format values)."""
+
+
+def _parse(text):
+    """A JSON array (text or bytes) as a list; numbers stay ``_Token`` text."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return json.loads(text, parse_float=_Token, parse_int=_Token, parse_constant=_Token)
+
+
+def _dump(values):
+    return "[" + ",".join("null" if v is None else v if isinstance(v, _Token) else json.dumps(v)
+                          for v in values) + "]"
+
+
+def merge_entries(stored, new, identity):
+    """Union of a stored packed row and a new one.
+
+    Parameters
+    ----------
+    stored, new : dict of str to (str or bytes or None)
+        ``family:qualifier`` -> JSON array text (one element per entry; an absent column
+        counts as nulls).
+    identity : list of str
+        Columns identifying an entry (the time first); a new entry replaces a stored one
+        with the same identity (a put's last-write-wins).
+
+    Returns
+    -------
+    dict of str to str, or None
+        The merged row (entries sorted by identity, values written as they came), or None if
+        it equals the stored row (nothing to write).
+    """
+    names = list(dict.fromkeys(list(stored) + list(new)))
+
+    def entries(row):
+        lists = {n: _parse(row[n]) for n in names if row.get(n) is not None}
+        count = len(lists[identity[0]])
+        return [tuple(lists[n][i] if n in lists else None for n in names) for i in range(count)]
+
+    at = [names.index(n) for n in identity]
+    old = entries(stored)
+    merged = {tuple(e[i] for i in at): e for e in old}
+    before = dict(merged)
+    for e in entries(new):
+        merged[tuple(e[i] for i in at)] = e
+    if merged == before:
+        return None
+
+    def order(ident):
+        return tuple((v is not None, float(v) if v is not None else 0.0) for v in ident)
+
+    rows = [merged[k] for k in sorted(merged, key=order)]
+    return {n: _dump([e[j] for e in rows]) for j, n in enumerate(names)}
 
 
 class HistoryTable(TableBuilder):
-    """Rows keyed ``objectId_jd`` from staged history entries."""
+    """Packed rows keyed ``objectId_jd`` (bucket start) from the staged history."""
 
     source = "history"
     cells_key = ""
+    merges = True
+    # cold: read by object lookups with upper limits only; zstd stores a packed row in ~2/3
+    # of LZ4's bytes, at ~10 us a row (1.8 history rows per alert)
+    compression = "zstd"
 
     def families_for(self, survey):
         return [survey.original_family]
 
+    def identity(self, survey):
+        """Fields identifying one entry of this table (list of str, time first)."""
+        return ["jd"]
+
     def cell_names(self, survey):
-        """Cells of this table (list of ``family:qualifier``), from the survey file."""
-        return [f"{survey.original_family}:{f}" for f in getattr(survey, self.cells_key)]
+        """Cells of this table (list of ``family:qualifier``): the identity, then the
+        survey file's cells for it."""
+        fields = dict.fromkeys(self.identity(survey) + list(getattr(survey, self.cells_key)))
+        return [f"{survey.original_family}:{f}" for f in fields]
 
     def cell_types(self, staged_types, survey):
+        """Schema-row types: an array of each staged entry field's type."""
         wanted = self.cell_names(survey)
-        return {n: t for n, t in staged_types.items() if n in wanted}
-
-    def keep(self, batch, survey):
-        """Rows of a staged batch this table keeps (pyarrow boolean array)."""
-        raise NotImplementedError
+        return {n: f"array<{t}>" for n, t in staged_types.items() if n in wanted}
 
     def spark_filter(self, survey):
-        """The same rule as ``keep`` as a Spark column over staged history columns, so that
-        entries no history table keeps are dropped before the deduplication."""
+        """``keep`` as a Spark column over staged history columns (``i:magpsf``...), so that
+        entries no history table keeps are not staged."""
         raise NotImplementedError
 
     def night_keys(self, table, night, survey):
-        """None: a history row has no night of its own to replace. Its key time is the
-        entry's, and later nights' alerts carry it too, so deleting by time would lose rows
-        other nights put. Rebuilding a history table for some nights re-puts their entries
-        (idempotent); after a layout change, rebuild it over all nights (``--all-nights``),
-        which starts from an empty table."""
+        """None: a packed row holds entries of many nights, and later nights' alerts carry
+        them too. Rebuilding a history table for some nights re-puts their entries (a merge:
+        nothing doubles, nothing is dropped); after a layout change, rebuild it over all
+        nights (``--all-nights``), which starts from an empty table."""
         return []
 
-    def key_fields(self, batch, survey):
-        """Key fields of each row: objectId and the entry's fixed-width time (pyarrow arrays)."""
-        return [column(batch, OBJECT), time_text(column(batch, f"{survey.original_family}:jd"), survey)]
+    def keep(self, batch, survey):
+        """Entries of a staged batch this table keeps (pyarrow boolean array)."""
+        raise NotImplementedError
 
     def rows(self, batch, survey):
-        keys = rowkeys.join(*self.key_fields(batch, survey))
-        rows = Rows(keys=keys, cells={n: column(batch, n) for n in self.cell_names(survey)
-                                      if n in batch.schema.names})
-        return select(rows, self.keep(batch, survey))
+        """Pack a staged batch (entries sorted by objectId and time) into one row per object
+        and bucket: ``Rows`` with unique keys and JSON array cells (``json_array``); repeats
+        of an entry (same identity, adjacent once sorted) are kept once."""
+        fam = survey.original_family
+        batch = batch.filter(pc.fill_null(self.keep(batch, survey), False))
+        ident = [column(batch, OBJECT)] + [column(batch, f"{fam}:{f}") for f in self.identity(survey)]
+        n = batch.num_rows
+        if n > 1:
+            same = None
+            for col in ident:
+                eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, n - 1)), False)
+                same = eq if same is None else pc.and_(same, eq)
+            if pc.any(same).as_py():
+                batch = batch.filter(pa.concat_arrays([pa.array([True]), pc.invert(same)]))
+                n = batch.num_rows
+        bucket = bucket_start(pc.cast(column(batch, f"{fam}:jd"), pa.float64()), survey.history_bucket_days)
+        keys = rowkeys.join(column(batch, OBJECT), time_text(bucket, survey))
+        if n > 1:
+            starts = pc.indices_nonzero(pa.concat_arrays(
+                [pa.array([True]), pc.not_equal(keys.slice(1), keys.slice(0, n - 1))]))
+        else:
+            starts = pa.array(range(n), pa.uint64())
+        offsets = pa.concat_arrays([pc.cast(starts, pa.int32()), pa.array([n], pa.int32())])
+        cells = {name: json_array(column(batch, name), offsets)
+                 for name in self.cell_names(survey) if name in batch.schema.names}
+        return Rows(keys=pc.take(keys, starts), cells=cells)
+
+    def merge_stored(self, table, rows, survey):
+        """Unite ``rows`` with the rows ``table`` already holds under the same keys.
+
+        Parameters
+        ----------
+        table : fink_ingest.store.base.Table
+        rows : Rows
+            Packed rows of this night (JSON text cells); each key at most once.
+        survey : fink_ingest.config.Survey
+
+        Returns
+        -------
+        Rows
+            Rows to write: new keys as given, stored keys merged (``merge_entries``), stored
+            keys that gain nothing left out (counted in ``skipped`` as ``unchanged``).
+        """
+        keys = rows.keys.to_pylist()
+        if not keys:
+            return rows
+        names = list(rows.cells)
+        stored = dict(table.rows([k.encode() for k in keys], columns=[n.encode() for n in names]))
+        if not stored:
+            return rows
+        lists = {n: rows.cells[n].to_pylist() for n in names}
+        identity = [f"{survey.original_family}:{f}" for f in self.identity(survey)]
+        keep = [True] * len(keys)
+        for i, key in enumerate(keys):
+            old = stored.get(key.encode())
+            if not old:
+                continue
+            merged = merge_entries({n.decode(): v for n, v in old.items()},
+                                   {n: lists[n][i] for n in names}, identity)
+            if merged is None:
+                keep[i] = False
+                continue
+            for n in names:
+                lists[n][i] = merged.get(n)
+        skipped = dict(rows.skipped)
+        if not all(keep):
+            skipped[UNCHANGED] = skipped.get(UNCHANGED, 0) + keep.count(False)
+        mask = pa.array(keep)
+        return Rows(keys=pc.filter(rows.keys, mask),
+                    cells={n: pc.filter(pa.array(lists[n], pa.string()), mask) for n in names},
+                    skipped=skipped, types=rows.types)
 
 
 class UpperTable(HistoryTable):
@@ -91,11 +294,9 @@ class BadQualityTable(HistoryTable):
 
     kind = "uppervalid"
     cells_key = "badquality_cells"
-    jd_field = -2
 
-    def key_fields(self, batch, survey):
-        detection = column(batch, f"{survey.original_family}:{survey.history_detection_id}")
-        return super().key_fields(batch, survey) + [pc.cast(detection, pa.string())]
+    def identity(self, survey):
+        return ["jd", survey.history_detection_id]
 
     def keep(self, batch, survey):
         f = survey.original_family

@@ -13,7 +13,9 @@ than ``COMPRESS_MIN`` bytes are compressed with LZ4 (pyarrow's codec), prefixed 
 byte and the raw length, like HBase's block compression (Snappy/LZ4) but per row. On the
 real night a main row is 3.45 KB packed: LZ4 2.28 KB in 5.1 us (decompression 1.5 us);
 zstd level 1 1.85 KB in 22.5 us (14 us). LZ4 keeps the row under the 3 KB budget at a
-quarter of the CPU, which is what bounds the push; zstd rows (flag 1) still read.
+quarter of the CPU, which is what bounds the push. A table created with
+``compression="zstd"`` (the cold history tables) writes zstd rows (flag 1) from 64 bytes up;
+the codec is kept in the table file's ``options`` table, and every row says its own.
 Pages are 16 KiB so that a compressed main-table row (~2 KB) stays inside its B-tree page
 rather than spilling to overflow pages. See ``benchmarks/README.md`` for the figures.
 """

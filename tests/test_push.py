@@ -4,6 +4,7 @@ import shutil
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -169,3 +170,23 @@ def test_cli_exit_codes(spark, damaged_night, datasim, tmp_path, capsys):
                                   "--store", str(tmp_path / "s2"), "--work-dir", str(tmp_path / "w")])
     assert good == 0 and "  ztf: 849 rows written" in capsys.readouterr().out
     assert main(lambda c: spark, ["--night", "2024-13-45"]) == 2
+
+
+def test_staged_files_merge_into_one_key_order(tmp_path):
+    """The driver writes the staged files (each sorted, as Spark leaves them) in one global
+    key order: every row once, in the order of the whole night sorted."""
+    from fink_ingest.push import merged_batches
+
+    files = []
+    for i, path in enumerate(sorted(NIGHT_DIR.glob("*.parquet"))):
+        t = pq.read_table(path, columns=["objectId", "candidate"])
+        t = pa.table({"objectId": t["objectId"], "jd": pc.struct_field(t["candidate"], "jd"),
+                      "candid": pc.struct_field(t["candidate"], "candid")})
+        t = t.take(pc.sort_indices(t, sort_keys=[("objectId", "ascending"), ("jd", "ascending")]))
+        files.append(str(tmp_path / f"{i}.parquet"))
+        pq.write_table(t, files[-1], row_group_size=37)   # many small row groups
+    merged = pa.concat_tables(merged_batches(files, ["objectId", "jd"], batch_rows=200))
+    assert merged.num_rows == 849 and len(files) == 8
+    assert sorted(merged["candid"].to_pylist()) == sorted(pq.read_table(NIGHT_DIR, columns=["candid"])["candid"].to_pylist())
+    keys = list(zip(merged["objectId"].to_pylist(), merged["jd"].to_pylist()))
+    assert keys == sorted(keys)

@@ -98,6 +98,12 @@ def promote(column, stored, new):
         # first kind and new values are cast into it; ``encode`` refuses a lossy cast.
         return stored
     if ks == kn == "json":
+        old_tree, new_tree = parse_type(stored), parse_type(new)
+        if isinstance(old_tree, tuple) and isinstance(new_tree, tuple) and old_tree[0] == new_tree[0] == "array" \
+                and isinstance(old_tree[1], str) and isinstance(new_tree[1], str) \
+                and {kind(old_tree[1]), kind(new_tree[1])} <= {"integer", "floating"}:
+            # arrays of numbers (packed history cells) widen like numbers, whatever the order
+            return f"array<{promote(column, old_tree[1], new_tree[1])}>"
         return new
     if ks == "text" and kn in ("text", "integer", "floating", "boolean", "json"):
         return "string"

@@ -38,6 +38,11 @@ def test_promote():
     # integer and float cells of one width look alike: the first kind stays
     assert cells.promote("nbad", "int", "double") == "int"
     assert cells.promote("magpsf", "float", "int") == "float"
+    # arrays of numbers (packed history cells) widen the same way, in either order
+    assert cells.promote("i:fid", "array<int>", "array<bigint>") == "array<bigint>"
+    assert cells.promote("i:fid", "array<bigint>", "array<int>") == "array<bigint>"
+    assert cells.promote("i:diffmaglim", "array<double>", "array<float>") == "array<double>"
+    assert cells.promote("d:t2", "map<string,float>", "map<string,double>") == "map<string,double>"
 
 
 def test_float_values_into_an_integer_column_only_when_exact():

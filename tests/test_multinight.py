@@ -143,3 +143,18 @@ def test_history_entries_stored_once_whatever_the_order_of_nights(multinight, sp
               for jd in json.loads(r[b"i:jd"])}
     count = sum(len(json.loads(r[b"i:jd"])) for _, r in history(store, "ztf.upper"))
     assert stored == upper and count == len(upper)
+
+
+def test_rebuilding_a_history_table_for_a_night_changes_nothing(multinight, spark):
+    """A packed history row holds entries of many nights: a rebuild for one night deletes
+    nothing and merges that night's entries again, which are all there already."""
+    from fink_ingest.push import rebuild
+    from fink_ingest.tables.history import UNCHANGED
+
+    config, store, summaries = multinight
+    before = list(store.table("ztf.upper").scan())
+    night = min(n for n in summaries if n.year == 2025)
+    out = rebuild(spark, config, store, "upper", [night], store.directory.parent / "rebuild_upper")
+    assert out[0]["ok"] and out[0]["rows_deleted"] == {"ztf.upper": 0}
+    assert out[0]["rows_written"]["ztf.upper"] == 0 and out[0]["rows_skipped"]["ztf.upper"][UNCHANGED] > 0
+    assert list(store.table("ztf.upper").scan()) == before

@@ -1,4 +1,5 @@
 """The nightly push on the real night 2024-01-15 (849 alerts, 846 objects)."""
+import json
 import math
 import shutil
 
@@ -190,3 +191,36 @@ def test_staged_files_merge_into_one_key_order(tmp_path):
     assert sorted(merged["candid"].to_pylist()) == sorted(pq.read_table(NIGHT_DIR, columns=["candid"])["candid"].to_pylist())
     keys = list(zip(merged["objectId"].to_pylist(), merged["jd"].to_pylist()))
     assert keys == sorted(keys)
+
+
+def test_history_entry_without_time_is_set_aside(spark, tmp_path):
+    """An upper limit whose jd is missing is rejected with a reason, never placed by guess;
+    the other entries of the night are stored and the run says it is incomplete."""
+    night = tmp_path / "lake" / "science" / "year=2024" / "month=01" / "day=15"
+    shutil.copytree(NIGHT_DIR, night)
+    first = sorted(night.glob("*.parquet"))[0]
+    table = pq.read_table(first)
+    rows = table.to_pylist()
+    upper = next(i for i, e in enumerate(rows[0]["prv_candidates"]) if e["magpsf"] is None)
+    lost = rows[0]["prv_candidates"][upper]
+    rows[0]["prv_candidates"][upper] = dict(lost, jd=None)
+    schema = pa.schema([f.with_nullable(True) if f.name == "prv_candidates" else f for f in table.schema])
+    element = schema.field("prv_candidates").type.value_type
+    nullable = pa.list_(pa.struct([f.with_nullable(True) for f in element]))
+    schema = schema.set(schema.get_field_index("prv_candidates"), pa.field("prv_candidates", nullable))
+    schema = schema.with_metadata(table.schema.metadata)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), first, coerce_timestamps="us",
+                   allow_truncated_timestamps=True)
+    config = make_config(tmp_path / "lake", tmp_path / "store", tmp_path / "work")
+    store = open_store(config.store)
+    summary = push_night(spark, config, store, paths.parse_night("2024-01-15"), ["upper"])
+    assert summary["ok"] is False and summary["history"]["rejected"] == 1
+    rejected = pq.read_table(summary["history"]["rejects_file"]).to_pylist()
+    assert len(rejected) == 1 and rejected[0]["objectId"] == rows[0]["objectId"]
+    assert rejected[0]["reason"] == "history entry without i:jd"
+    assert rejected[0]["i:diffmaglim"] == pytest.approx(lost["diffmaglim"])
+    stored = [jd for _, r in store.table("ztf.upper").scan(prefix=f"{rows[0]['objectId']}_".encode())
+              for jd in json.loads(r[b"i:jd"])]
+    others = {e["jd"] for e in rows[0]["prv_candidates"] if e["magpsf"] is None and e["jd"] is not None}
+    assert others <= set(stored) and len(stored) == len(set(stored))
+    assert summary["rows_written"]["ztf.upper"] > 1000            # the rest of the night went through

@@ -12,10 +12,12 @@ Steps (``push_night``):
    History entries (``prv_candidates``) are exploded, checked and grouped into packed rows
    (one per object, history table and 30-day bucket; ``tables.history``) into a second
    staging set, while the driver writes the alert tables.
-4. On the driver, stream the staged batches (bounded memory): every table derives its keys
-   and cells from the same batch; a worker thread encodes, packs and compresses the next
-   batch while this thread writes the current one. Types are reconciled with each table's
-   schema row, which is written before the cells it describes.
+4. On the driver, stream the staged batches (bounded memory), the sorted staged files merged
+   into one key order (``merged_batches``): every table derives its keys and cells from the
+   same batch; worker threads encode, pack and compress the next batches while this thread
+   writes the current one (packed history rows are merged with the stored ones first).
+   Types are reconciled with each table's schema row, which is written before the cells it
+   describes. With an HBase store, the executors write instead (``_write_from_executors``).
 5. Reconcile counts: alerts read = main rows written + duplicates + rows rejected.
 """
 from __future__ import annotations

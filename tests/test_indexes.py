@@ -176,3 +176,26 @@ def test_normalize_ssnamenr():
     names = pa.array(["2009 VN118", "2009VN118", "78358", "null", "", None, " 2010_XZ74 "])
     assert rowkeys.normalize_ssnamenr(names).to_pylist() == [
         "2009VN118", "2009VN118", "78358", None, None, None, "2010XZ74"]
+
+
+def test_bad_quality_rows_merge_by_jd_and_candid(real_night_push):
+    """Detections sharing one exposure (same jd) are told apart by candid, 64-bit ids
+    compared exactly: merging halves of a real row gives it back, in either order."""
+    from fink_ingest.tables.history import merge_entries
+
+    _, store, _ = real_night_push
+    for key, row in store.table("ztf.uppervalid").scan(prefix=b"ZTF"):
+        lists = {n.decode(): json.loads(v) for n, v in row.items()}
+        if len(set(lists["i:jd"])) < len(lists["i:jd"]):
+            break
+    else:
+        raise AssertionError("no bad-quality row with two detections at one jd")
+    n = len(lists["i:jd"])
+
+    def part(indices):
+        return {c: json.dumps([lists[c][i] for i in indices]) for c in lists}
+
+    odd, even = part(range(1, n, 2)), part(range(0, n, 2))
+    for a, b in ((odd, even), (even, odd)):
+        merged = merge_entries(a, b, ["i:jd", "i:candid"])
+        assert {c: json.loads(v) for c, v in merged.items()} == lists

@@ -117,6 +117,12 @@ def _dump(values):
                           for v in values) + "]"
 
 
+def _number(token):
+    """A JSON number token (``_Token``) as int when integral text, else float."""
+    text = str(token)
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
 def merge_entries(stored, new, identity):
     """Union of a stored packed row and a new one.
 
@@ -151,8 +157,8 @@ def merge_entries(stored, new, identity):
     if merged == before:
         return None
 
-    def order(ident):
-        return tuple((v is not None, float(v) if v is not None else 0.0) for v in ident)
+    def order(ident):  # nulls first, as Spark sorts; 64-bit ids compared as ints, exactly
+        return tuple((v is not None, _number(v) if v is not None else 0) for v in ident)
 
     rows = [merged[k] for k in sorted(merged, key=order)]
     return {n: _dump([e[j] for e in rows]) for j, n in enumerate(names)}

@@ -195,7 +195,7 @@ def write_staged(store, builders, staged_dir, staged_types, config, night, spark
     survey = config.survey
     if spark is not None and store.executor_writes:
         remote = [w for w in writers if w.builder.kind != "statistics"]
-        _write_from_executors(spark, store, remote, staged_dir, config)
+        _write_from_executors(spark, store, remote, staged_dir, config, sort_by)
         writers_here = [w for w in writers if w.builder.kind == "statistics"]
         if not writers_here:
             return writers
@@ -209,7 +209,7 @@ def _stat_columns(staged_types):
     return [n for n in ("i:fid", DERIVED_CLASS) if n in staged_types]
 
 
-def _write_from_executors(spark, store, writers, staged_dir, config):
+def _write_from_executors(spark, store, writers, staged_dir, config, sort_by=None):
     """Write staged rows from the Spark executors: each partition opens its own connection
     (``open_store(url)``) and puts its rows in batches; the driver sums the counts."""
     url, survey, put_rows = store.url, config.survey, config.put_rows
@@ -247,6 +247,11 @@ def _write_from_executors(spark, store, writers, staged_dir, config):
                         for n in names]})
 
     frame = spark.read.parquet(str(staged_dir))
+    if sort_by and any(w.builder.merges for w in writers):
+        # a merge reads the row it replaces: every row of an object in one task, in key
+        # order (a staged file read in several splits would put one key in two tasks)
+        frame = (frame.repartition(F.col(f"`{sort_by[0]}`"))
+                 .sortWithinPartitions(*[F.col(f"`{c}`") for c in sort_by]))
     try:
         result = frame.mapInArrow(write_partition, "table string, written long, seconds double, "
                                                     "store_seconds double, skipped string").collect()
@@ -554,13 +559,13 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
             staged_dir, staged_types, sort_by = _stage_alerts(config, valid, alert_builders, run_dir, summary)
             if history_builders:  # Spark stages the history while the driver writes the alerts
                 history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts,
-                                                     history_builders, store.executor_writes)
+                                                     history_builders)
             _record(summary, write_staged(store, alert_builders, staged_dir, staged_types, config, night,
                                           valid.sparkSession, sort_by))
             shutil.rmtree(staged_dir, ignore_errors=True)
         elif history_builders:
             history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts,
-                                                     history_builders, store.executor_writes)
+                                                     history_builders)
         if history_staged is not None:
             staged = history_staged.result()
             if staged is not None:
@@ -595,7 +600,7 @@ def _stage_alerts(config, valid, builders, run_dir, summary):
     return staged_dir, {n: available[n][1] for n in wanted}, sort_by
 
 
-def _stage_history(config, valid, run_dir, summary, counts, builders, executor_writes=False):
+def _stage_history(config, valid, run_dir, summary, counts, builders):
     """Stage the history entries of the night's alerts (explode, set aside entries without a
     time, keep those a history table keeps, sort by objectId and time); returns
     (directory, types, sort columns), or None if the night has no history. The tables pack
@@ -632,8 +637,6 @@ def _stage_history(config, valid, run_dir, summary, counts, builders, executor_w
     unique = [history_tables.OBJECT, f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
                                                      if survey.history_detection_id in fields else [])
     staged = entries.filter(jd.isNotNull() & kept)
-    if executor_writes:  # an object's entries in one partition: its rows are merged one at a time
-        staged = staged.repartition(F.col(history_tables.OBJECT))
     # sorted by objectId and time, so that each batch packs into rows (and repeats are adjacent)
     (staged.sortWithinPartitions(*[F.col(f"`{u}`") for u in unique])
      .write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))

@@ -75,3 +75,28 @@ def test_gateway_dies_mid_push_then_a_rerun_completes_exactly(spark, datasim, tm
         assert snapshot(store) == snapshot(clean)   # nothing lost, nothing duplicated
     finally:
         proc.kill()
+
+
+def test_executor_merges_see_every_row_of_a_key(spark, datasim, tmp_path, monkeypatch):
+    """Staged history files read in many splits (small row groups, small input partitions,
+    so an object's entries can start in one split and end in the next) still give exactly
+    the history tables of the driver's single writer, row for row."""
+    import fink_ingest.push as push
+    from hbase_double import ThriftDouble
+
+    monkeypatch.setattr(push, "STAGE_ROW_GROUP_BYTES", 16 * 1024)
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(32 * 1024))
+    double = ThriftDouble(str(tmp_path / "hbase")).start()
+    try:
+        night = paths.parse_night("2024-01-15")
+        remote_config = make_config(datasim / "ztf" / "archive", f"hbase://127.0.0.1:{double.port}", tmp_path / "w1")
+        remote = open_store(remote_config.store)
+        assert push_night(spark, remote_config, remote, night, ["upper", "uppervalid"])["ok"]
+        local = open_store(str(tmp_path / "local"))
+        push_night(spark, make_config(datasim / "ztf" / "archive", tmp_path / "local", tmp_path / "w2"), local,
+                   night, ["upper", "uppervalid"])
+        for table in ("ztf.upper", "ztf.uppervalid"):
+            assert list(remote.table(table).scan()) == list(local.table(table).scan())
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+        double.stop()

@@ -31,8 +31,8 @@ alerts carry entries of earlier buckets again, cut at their 30-day window; a buc
 straddle two staged batches). A row that gains nothing is not rewritten. Pushing nights in
 any order, again, or rebuilding, stores each entry once and never drops one. The merge reads
 the store, so rows of one key are written one after the other: the driver merges in its
-single writer thread, and with executor writes the staged entries are partitioned by
-objectId.
+single writer thread; with executor writes, the write job repartitions the staged entries by
+objectId and sorts each task's share, so one task writes all of an object's rows in order.
 """
 from __future__ import annotations
 

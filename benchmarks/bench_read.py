@@ -84,7 +84,6 @@ def main(argv=None):
     lake = f"{work / 'lake'}/science/year=2024/month=01/day=15/*.parquet"
     stamps = f"{work / 'lake'}/science/year=2022/month=08/day=04/*.parquet"
 
-    rng = np.random.default_rng(1)
     con = duckdb.connect()
     sample = con.execute(f"SELECT objectId, candidate.ra, candidate.dec FROM read_parquet('{lake}') "
                          f"USING SAMPLE {args.queries} ROWS").fetchall()

@@ -16,7 +16,6 @@ import io
 import json
 
 import numpy as np
-import pandas as pd
 from flask import Flask, Response, jsonify, request
 
 from fink_ingest.errors import FinkIngestError, QueryError

@@ -192,7 +192,6 @@ def write_staged(store, builders, staged_dir, staged_types, config, night, spark
     files = sorted(str(p) for p in Path(staged_dir).glob("*.parquet"))
     present = _present_columns(files)
     writers = [_TableWriter(store, b, config, staged_types, present) for b in builders]
-    survey = config.survey
     if spark is not None and store.executor_writes:
         remote = [w for w in writers if w.builder.kind != "statistics"]
         _write_from_executors(spark, store, remote, staged_dir, config, sort_by)

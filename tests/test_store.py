@@ -159,7 +159,6 @@ def test_zstd_rows_of_an_earlier_layout_still_read(tmp_path):
     import struct
 
     from fink_ingest.store import sqlite as sq
-    from fink_ingest.store.sqlite import SQLiteStore
 
     packed = sq.pack_cells({1: b"x" * 400})
     old = b"\x01" + struct.pack(">I", len(packed)) + pa.Codec("zstd", compression_level=1).compress(packed, asbytes=True)

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from fink_ingest import rowkeys
-from fink_ingest.tables.base import Rows, TableBuilder, column, select, time_text
+from fink_ingest.tables.base import Rows, TableBuilder, column, time_text
 
 RB_MIN = 0.55      # ZTF real-bogus cut of Fink's science stream: rb >= 0.55
 NBAD_MAX = 0       # and nbad == 0 (bad pixels within 5x5 of the candidate)

@@ -143,7 +143,8 @@ class _TableWriter:
         if isinstance(prepared, _Unmerged):
             t0 = time.time()
             rows = self.builder.merge_stored(self.table, prepared.rows, self.survey)
-            self.seconds += time.time() - t0
+            with self._lock:
+                self.seconds += time.time() - t0
             prepared = self._encode(rows)
         t0 = time.time()
         if prepared is not None:

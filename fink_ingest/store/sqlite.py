@@ -95,6 +95,15 @@ def decompress(value):
     return _CODECS[flag].decompress(value[5:], length, asbytes=True)
 
 
+def _stored_codec(conn):
+    """Codec flag recorded in a table file's ``options`` table (LZ4 if it has none)."""
+    try:
+        hit = conn.execute("SELECT value FROM options WHERE name = 'compression'").fetchone()
+    except sqlite3.OperationalError:  # a file made before the option existed
+        hit = None
+    return CODEC_NAMES[hit[0] if hit else None]
+
+
 def _merge(old, new, codec=LZ4):
     """SQLite function: merge the cells of ``new`` over those of ``old``."""
     cells = unpack_cells(decompress(old))
@@ -113,7 +122,7 @@ class SQLiteTable(Table):
         self._ids = {}
         self._names = {}
         self.families = store.families(name)
-        self.codec = store.codec(name)
+        self.codec = _stored_codec(self.conn)
         self._load_qualifiers()
 
     @property
@@ -121,8 +130,8 @@ class SQLiteTable(Table):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self.store.connect(self.path)
-            codec = self.codec
-            conn.create_function("merge_cells", 2, lambda old, new: _merge(old, new, codec), deterministic=True)
+            conn.create_function("merge_cells", 2, lambda old, new: _merge(old, new, self.codec),
+                                 deterministic=True)
             self._local.conn = conn
         return conn
 
@@ -359,14 +368,7 @@ class SQLiteStore(Store):
     def codec(self, name):
         """Flag of the codec a table's rows are written with (``LZ4`` unless created with
         ``compression="zstd"``; tables made before the option existed are LZ4)."""
-        conn = self.connect(self.path_of(name))
-        try:
-            hit = conn.execute("SELECT value FROM options WHERE name = 'compression'").fetchone()
-        except sqlite3.OperationalError:  # no options table
-            hit = None
-        finally:
-            conn.close()
-        return CODEC_NAMES[hit[0] if hit else None]
+        return self.table(name).codec
 
     def families(self, name):
         path = self.path_of(name)

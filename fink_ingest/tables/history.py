@@ -53,10 +53,8 @@ UNCHANGED = "unchanged: already stored"  # skipped reason of a packed row that g
 
 
 def bucket_start(jd, days):
-    """Start of the history bucket holding ``jd``: the Julian Date of the UTC midnight
-    ``days * floor((jd - 0.5) / days)`` days after JD 0.5 (float, or pyarrow float64 array)."""
-    if isinstance(jd, (int, float)):
-        return days * math.floor((jd - 0.5) / days) + 0.5
+    """Start of the history bucket holding each ``jd`` (pyarrow float64 array): the Julian
+    Date of the UTC midnight ``days * floor((jd - 0.5) / days)`` days after JD 0.5."""
     return pc.add(pc.multiply(pc.floor(pc.divide(pc.subtract(jd, 0.5), float(days))), float(days)), 0.5)
 
 

@@ -536,6 +536,7 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
                        F.sum(F.when(reason.isNull(), F.coalesce(
                            F.size(F.filter(times, lambda t: t.isNull())), F.lit(0)))).alias("no_time")]
     counts = checked.agg(*aggregates).first().asDict()
+    summary["seconds"]["count"] = round(time.time() - t_count, 2)
     log.info("counted %d alerts in %.1f s", counts["read"], time.time() - t_count)
     summary.update(alerts_read=counts["read"], rows_rejected=counts["rejected"],
                    duplicates=counts["valid"] - counts["distinct"], distinct_alerts=counts["distinct"])
@@ -554,18 +555,22 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
     alert_builders = [b for b in builders if b.source == "alerts"]
     history_builders = [b for b in builders if b.source == "history"]
     history_staged = None
+    # the driver merges the staged files into one key order, at most MERGE_FILES at a time:
+    # staged in at most that many files, every night is written in one order, whatever its size
+    max_files = None if store.executor_writes else MERGE_FILES
     with ThreadPoolExecutor(max_workers=1) as spark_thread:
         if alert_builders:
-            staged_dir, staged_types, sort_by = _stage_alerts(config, valid, alert_builders, run_dir, summary)
+            staged_dir, staged_types, sort_by = _stage_alerts(config, valid, alert_builders, run_dir, summary,
+                                                              max_files)
             if history_builders:  # Spark stages the history while the driver writes the alerts
                 history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts,
-                                                     history_builders)
+                                                     history_builders, max_files)
             _record(summary, write_staged(store, alert_builders, staged_dir, staged_types, config, night,
                                           valid.sparkSession, sort_by))
             shutil.rmtree(staged_dir, ignore_errors=True)
         elif history_builders:
             history_staged = spark_thread.submit(_stage_history, config, valid, run_dir, summary, counts,
-                                                     history_builders)
+                                                 history_builders, max_files)
         if history_staged is not None:
             staged = history_staged.result()
             if staged is not None:
@@ -575,9 +580,16 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
                 shutil.rmtree(staged_dir, ignore_errors=True)
 
 
-def _stage_alerts(config, valid, builders, run_dir, summary):
-    """Stage the night's alerts for the alert-source builders; returns (directory, types,
-    sort columns of each staged file)."""
+def _at_most(frame, max_files):
+    """The frame in at most ``max_files`` partitions (merged without a shuffle; None: as it is)."""
+    if max_files and frame.rdd.getNumPartitions() > max_files:
+        return frame.coalesce(max_files)
+    return frame
+
+
+def _stage_alerts(config, valid, builders, run_dir, summary, max_files=None):
+    """Stage the night's alerts for the alert-source builders, in at most ``max_files``
+    files if given; returns (directory, types, sort columns of each staged file)."""
     survey = config.survey
     t1 = time.time()
     available, rule_exprs = _available(valid, survey)
@@ -593,14 +605,14 @@ def _stage_alerts(config, valid, builders, run_dir, summary):
     staged_dir = run_dir / "staging" / "alerts"
     sort_by = [c for c in key_cols if c in wanted]
     if sort_by:  # key order within each file; the driver merges the files into one order
-        staged = staged.sortWithinPartitions(*[F.col(f"`{c}`") for c in sort_by])
+        staged = _at_most(staged, max_files).sortWithinPartitions(*[F.col(f"`{c}`") for c in sort_by])
     (staged.write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))
     summary["seconds"]["staging"] = round(time.time() - t1, 2)
     log.info("night staged (%d columns) in %.1f s", len(wanted), time.time() - t1)
     return staged_dir, {n: available[n][1] for n in wanted}, sort_by
 
 
-def _stage_history(config, valid, run_dir, summary, counts, builders):
+def _stage_history(config, valid, run_dir, summary, counts, builders, max_files=None):
     """Stage the history entries of the night's alerts (explode, set aside entries without a
     time, keep those a history table keeps, sort by objectId and time); returns
     (directory, types, sort columns), or None if the night has no history. The tables pack
@@ -638,7 +650,7 @@ def _stage_history(config, valid, run_dir, summary, counts, builders):
                                                      if survey.history_detection_id in fields else [])
     staged = entries.filter(jd.isNotNull() & kept)
     # sorted by objectId and time, so that each batch packs into rows (and repeats are adjacent)
-    (staged.sortWithinPartitions(*[F.col(f"`{u}`") for u in unique])
+    (_at_most(staged, max_files).sortWithinPartitions(*[F.col(f"`{u}`") for u in unique])
      .write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))
     history["staged"] = sum(pq.ParquetFile(p).metadata.num_rows for p in staged_dir.glob("*.parquet"))
     summary["history"] = history

@@ -193,6 +193,39 @@ def test_staged_files_merge_into_one_key_order(tmp_path):
     assert keys == sorted(keys)
 
 
+def test_night_read_in_many_partitions_is_staged_in_at_most_merge_files(spark, datasim, tmp_path, monkeypatch):
+    """However many partitions Spark reads a night in, the driver's single writer gets at most
+    MERGE_FILES staged files, so the night is written in one key order; the tables are the
+    same as without the cap."""
+    from fink_ingest import push
+
+    staged = []
+    write_staged = push.write_staged
+
+    def counting(store, builders, staged_dir, *args, **kwargs):
+        staged.append((builders[0].kind, len(list(staged_dir.glob("*.parquet")))))
+        return write_staged(store, builders, staged_dir, *args, **kwargs)
+
+    monkeypatch.setattr(push, "write_staged", counting)
+    tables = {}
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "200k")
+    try:
+        for cap in (2, 1000):
+            monkeypatch.setattr(push, "MERGE_FILES", cap)
+            config = make_config(datasim / "ztf" / "archive", tmp_path / f"store{cap}", tmp_path / "work")
+            store = open_store(config.store)
+            summary = push_night(spark, config, store, paths.parse_night("2024-01-15"), ["main", "upper"])
+            assert summary["ok"] and summary["rows_written"]["ztf"] == 849
+            tables[cap] = {name: list(store.table(name).scan()) for name in ("ztf", "ztf.upper")}
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    capped, uncapped = staged[:2], staged[2:]
+    assert [kind for kind, _ in capped] == ["main", "upper"]
+    assert all(n <= 2 for _, n in capped) and all(n > 2 for _, n in uncapped)
+    assert tables[2] == tables[1000]
+    assert len(tables[2]["ztf"]) == 850 and len(tables[2]["ztf.upper"]) > 849
+
+
 def test_history_entry_without_time_is_set_aside(spark, tmp_path):
     """An upper limit whose jd is missing is rejected with a reason, never placed by guess;
     the other entries of the night are stored and the run says it is incomplete."""

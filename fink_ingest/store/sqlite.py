@@ -87,6 +87,32 @@ def compress(packed, codec=LZ4):
 _HEADER = struct.Struct(">BI")
 
 
+def compress_column(packed, codec=LZ4):
+    """``compress`` of every value of a binary Arrow array (packed rows), empty ones as None.
+
+    The values are sliced from the array's data buffer, not copied out first (~2 us and one
+    copy less a row than ``compress`` of ``to_pylist()``).
+    """
+    if isinstance(packed, pa.ChunkedArray):
+        packed = packed.combine_chunks()
+    width = 8 if pa.types.is_large_binary(packed.type) else 4
+    offsets = np.frombuffer(packed.buffers()[1], dtype=np.int64 if width == 8 else np.int32,
+                            count=len(packed) + 1, offset=packed.offset * width).tolist()
+    data = memoryview(packed.buffers()[2] or b"")
+    valid = packed.is_valid().to_pylist() if packed.null_count else None
+    minimum, block, header = _MIN_LENGTH[codec], _CODECS[codec].compress, _HEADER.pack
+    out = []
+    for i, (start, stop) in enumerate(zip(offsets, offsets[1:])):
+        n = stop - start
+        if n == 0 or (valid is not None and not valid[i]):
+            out.append(None)
+        elif n < minimum:
+            out.append(b"\x00" + data[start:stop].tobytes())
+        else:
+            out.append(header(codec, n) + block(data[start:stop], asbytes=True))
+    return out
+
+
 def decompress(value):
     """Inverse of ``compress`` (also reads zstd rows, flag 1)."""
     if value[0] == RAW:
@@ -207,7 +233,7 @@ class SQLiteTable(Table):
         if pc.all(small).as_py():  # index rows: flag byte prepended in one vectorised call
             values = pc.binary_join_element_wise(pa.scalar(b"\x00"), packed, b"").to_pylist()
             return [(k, v) for k, v, p in zip(key_list, values, packed.to_pylist()) if len(v) > 1]
-        return [(k, compress(p, self.codec)) for k, p in zip(key_list, packed.to_pylist()) if p]
+        return [(k, v) for k, v in zip(key_list, compress_column(packed, self.codec)) if v is not None]
 
     def _decode(self, value, wanted):
         cells = unpack_cells(decompress(value))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import queue
 import re
 import shutil
 import threading
@@ -408,10 +409,11 @@ def _drive(writers, files, config, night, columns=None, sort_by=None):
 
     seen, next_report, t0 = 0, PROGRESS_ROWS, time.time()
     pending = collections.deque()
-    # PREPARE_THREADS encode, pack and compress the next batches (zstd and Arrow release the
-    # GIL) while this thread writes the oldest prepared batch, in order.
+    # A thread reads and merges the staged files; PREPARE_THREADS encode, pack and compress
+    # the next batches (zstd and Arrow release the GIL); this thread writes the oldest
+    # prepared batch, in order (SQLite releases the GIL while it writes).
     with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
-        for batch in batches():
+        for batch in _read_ahead(batches(), PREPARE_THREADS):
             pending.append(pool.submit(prepare, batch))
             if len(pending) > PREPARE_THREADS:
                 for w, prepared in pending.popleft().result():
@@ -428,6 +430,42 @@ def _drive(writers, files, config, night, columns=None, sort_by=None):
         rows = w.builder.finish(night, survey)
         if rows is not None:
             w.write(w.prepare(rows))
+
+
+def _read_ahead(items, depth):
+    """The items of an iterator, produced by a thread of their own at most ``depth`` ahead of
+    the consumer; an exception raised while producing them is raised here."""
+    slots = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                slots.put((item, None))
+            slots.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            slots.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="staged-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                slots.get(timeout=0.1)
+            except queue.Empty:
+                pass
 
 
 def push_night(spark, config, store, night, tables=None, run_dir=None):

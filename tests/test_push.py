@@ -193,6 +193,29 @@ def test_staged_files_merge_into_one_key_order(tmp_path):
     assert keys == sorted(keys)
 
 
+def test_a_staged_file_that_fails_while_merging_fails_the_write(tmp_path):
+    """The staged files are read and merged in a thread of their own: rows come out in the
+    merged order, and a file that breaks half-way raises in the writer, never ends the night
+    early as if it were complete."""
+    from fink_ingest.push import _read_ahead, merged_batches
+
+    files = []
+    for i, path in enumerate(sorted(NIGHT_DIR.glob("*.parquet"))[:3]):
+        t = pq.read_table(path, columns=["objectId", "candid"])
+        files.append(str(tmp_path / f"{i}.parquet"))
+        pq.write_table(t.sort_by("objectId"), files[-1], row_group_size=20)
+    rows = [b.num_rows for b in _read_ahead(merged_batches(files, ["objectId"], batch_rows=50), 2)]
+    assert sum(rows) == sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    with open(files[1], "r+b") as f:  # the second file's last row groups are overwritten
+        f.seek(pq.ParquetFile(files[1]).metadata.row_group(2).column(0).file_offset)
+        f.write(b"\xff" * 2000)
+    seen = []
+    with pytest.raises((pa.ArrowException, OSError)):
+        for batch in _read_ahead(merged_batches(files, ["objectId"], batch_rows=50), 2):
+            seen.append(batch.num_rows)
+    assert sum(seen) < sum(rows)
+
+
 def test_night_read_in_many_partitions_is_staged_in_at_most_merge_files(spark, datasim, tmp_path, monkeypatch):
     """However many partitions Spark reads a night in, the driver's single writer gets at most
     MERGE_FILES staged files, so the night is written in one key order; the tables are the

@@ -350,6 +350,38 @@ class _Ordered:
         return self.table.take(self.order)
 
 
+class _Pieces:
+    """Consecutive slices (``_Ordered``, or tables already in order) making one put batch,
+    materialised as one table."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.num_rows = sum(p.num_rows for p in parts)
+
+    def materialise(self):
+        tables = [p.materialise() if isinstance(p, _Ordered) else p for p in self.parts]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+
+
+def _put_batches(ordered, put_rows):
+    """``_Pieces`` of exactly ``put_rows`` rows (the last one shorter) from ``_Ordered``
+    merge rounds of any size, in order: each put batch costs a transaction and a pass of
+    every column, whatever its size, and a round of a many-file merge is a few thousand rows."""
+    parts, count = [], 0
+    for part in ordered:
+        start = 0
+        while start < part.num_rows:
+            n = min(put_rows - count, part.num_rows - start)
+            parts.append(part.slice(start, n))
+            count += n
+            start += n
+            if count == put_rows:
+                yield _Pieces(parts)
+                parts, count = [], 0
+    if parts:
+        yield _Pieces(parts)
+
+
 def _sort_indices(table, columns):
     """Indices sorting a table by columns, ascending, nulls first (as Spark sorts)."""
     try:  # pyarrow >= 21: null placement per sort key
@@ -386,17 +418,18 @@ def _drive(writers, files, config, night, columns=None, sort_by=None):
     survey = config.survey
 
     def batches():
-        if sort_by:
-            source = merged_batches(files, sort_by, config.stage_rows, columns, lazy=True)
-        else:  # one file, one row group at a time: memory bounded by stage_rows
-            source = (b for path in files
-                      for b in pq.ParquetFile(path).iter_batches(batch_size=config.stage_rows, columns=columns))
-        for batch in source:
-            for start in range(0, batch.num_rows, config.put_rows):
-                yield batch.slice(start, config.put_rows)
+        if sort_by:  # a merge round gives about one file's share: rounds are joined into puts
+            yield from _put_batches(merged_batches(files, sort_by, config.stage_rows, columns, lazy=True),
+                                    config.put_rows)
+            return
+        # one file, one row group at a time: memory bounded by stage_rows
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=config.stage_rows, columns=columns):
+                for start in range(0, batch.num_rows, config.put_rows):
+                    yield batch.slice(start, config.put_rows)
 
     def prepare(batch):
-        if isinstance(batch, _Ordered):
+        if isinstance(batch, (_Ordered, _Pieces)):
             batch = batch.materialise()
         if isinstance(batch, pa.Table):
             batch = batch.combine_chunks().to_batches()[0]

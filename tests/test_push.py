@@ -176,7 +176,7 @@ def test_cli_exit_codes(spark, damaged_night, datasim, tmp_path, capsys):
 def test_staged_files_merge_into_one_key_order(tmp_path):
     """The driver writes the staged files (each sorted, as Spark leaves them) in one global
     key order: every row once, in the order of the whole night sorted."""
-    from fink_ingest.push import merged_batches
+    from fink_ingest.push import _put_batches, merged_batches
 
     files = []
     for i, path in enumerate(sorted(NIGHT_DIR.glob("*.parquet"))):
@@ -191,6 +191,10 @@ def test_staged_files_merge_into_one_key_order(tmp_path):
     assert sorted(merged["candid"].to_pylist()) == sorted(pq.read_table(NIGHT_DIR, columns=["candid"])["candid"].to_pylist())
     keys = list(zip(merged["objectId"].to_pylist(), merged["jd"].to_pylist()))
     assert keys == sorted(keys)
+    # merge rounds of a few rows each are joined into put batches of exactly put_rows
+    puts = list(_put_batches(merged_batches(files, ["objectId", "jd"], batch_rows=200, lazy=True), 64))
+    assert [p.num_rows for p in puts] == [64] * (849 // 64) + [849 % 64]
+    assert pa.concat_tables(p.materialise() for p in puts).equals(merged)
 
 
 def test_a_staged_file_that_fails_while_merging_fails_the_write(tmp_path):

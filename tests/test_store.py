@@ -119,6 +119,35 @@ def test_data_survives_reopen(tmp_path):
     assert open_store(str(tmp_path / "s")).table("t").row(b"k") == {b"i:q": b"v"}
 
 
+def test_a_store_no_longer_used_closes_its_files(tmp_path):
+    """A store dropped by its user (a push per night, a benchmark per size) closes its table
+    files and frees their page caches, including after a merging put from several threads."""
+    import gc
+    import os
+    import threading
+
+    def open_files():
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                found.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return [f for f in found if f.startswith(str(tmp_path))]
+
+    s = open_store(str(tmp_path / "s"))
+    s.create_table("t", ["i"])
+    t = s.table("t")
+    t.put(b"k", {b"i:q": b"v"})
+    worker = threading.Thread(target=lambda: t.put(b"k", {b"i:r": b"w"}))  # merge_cells, another connection
+    worker.start()
+    worker.join()
+    assert t.row(b"k") == {b"i:q": b"v", b"i:r": b"w"} and open_files()
+    del s, t, worker
+    gc.collect()
+    assert open_files() == []
+
+
 def _killed_writer(path):
     s = open_store(path)
     t = s.table("t")

@@ -156,8 +156,10 @@ class SQLiteTable(Table):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self.store.connect(self.path)
-            conn.create_function("merge_cells", 2, lambda old, new: _merge(old, new, self.codec),
-                                 deterministic=True)
+            # the function holds the codec, not the table: a table referenced from its own
+            # connection's function would never be freed, nor its connection closed
+            codec = _stored_codec(conn)
+            conn.create_function("merge_cells", 2, lambda old, new: _merge(old, new, codec), deterministic=True)
             self._local.conn = conn
         return conn
 

@@ -48,9 +48,12 @@ from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, S
                                      alert_cells, cell_value, type_name)
 
 log = logging.getLogger(__name__)
-# Row groups of staged files: the writer holds one in memory at a time. Staged files are
-# written once and read once on this machine: uncompressed (compression costs CPU only).
+# Row groups of staged files (Spark's parquet.block.size; the writer streams them through
+# ``_staged_file``). Staged files are written once and read once on this machine:
+# uncompressed (compression costs CPU only).
 STAGE_ROW_GROUP_BYTES = 32 * 1024 * 1024
+# Read buffer of each column of a staged file being read (``_staged_file``).
+STAGE_READ_BUFFER = 64 * 1024
 # Threads preparing batches for the one writer thread (the store takes one writer).
 PREPARE_THREADS = 2
 # Staged files merged into one key order at a time (``merged_batches``).
@@ -270,6 +273,13 @@ def _write_from_executors(spark, store, writers, staged_dir, config, sort_by=Non
         w.skipped.update(json.loads(row["skipped"]))
 
 
+def _staged_file(path):
+    """A staged file opened for streaming: column chunks read through a small buffer, not
+    whole (pyarrow pre-buffers whole row groups by default: with 16 files merged at once,
+    that took memory growing with the rows per staged file, hence with the night)."""
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=STAGE_READ_BUFFER)
+
+
 def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False):
     """Rows of staged files, each sorted by ``sort_by``, in one global order (a k-way merge).
 
@@ -299,7 +309,7 @@ def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False):
     for g in range(0, len(files), MERGE_FILES):
         group = files[g:g + MERGE_FILES]
         per_file = max(1_000, batch_rows // len(group))
-        readers = [pq.ParquetFile(p).iter_batches(batch_size=per_file, columns=columns) for p in group]
+        readers = [_staged_file(p).iter_batches(batch_size=per_file, columns=columns) for p in group]
         buffers = [None] * len(group)
 
         def refill(i):
@@ -424,7 +434,7 @@ def _drive(writers, files, config, night, columns=None, sort_by=None):
             return
         # one file, one row group at a time: memory bounded by stage_rows
         for path in files:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=config.stage_rows, columns=columns):
+            for batch in _staged_file(path).iter_batches(batch_size=config.stage_rows, columns=columns):
                 for start in range(0, batch.num_rows, config.put_rows):
                     yield batch.slice(start, config.put_rows)
 

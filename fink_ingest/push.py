@@ -442,7 +442,7 @@ def _drive(writers, files, config, night, columns=None, sort_by=None):
                     yield batch.slice(start, config.put_rows)
 
     def prepare(batch):
-        if isinstance(batch, (_Ordered, _Pieces)):
+        if isinstance(batch, _Pieces):  # the merged order: rows copied here, off the merge thread
             batch = batch.materialise()
         if isinstance(batch, pa.Table):
             batch = batch.combine_chunks().to_batches()[0]

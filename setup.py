@@ -22,7 +22,7 @@ setup(
     install_requires=CORE,
     extras_require={
         "api": ["flask>=3", "waitress>=3"],
-        "test": ["pytest>=7", "chispa>=0.9", "flask>=3", "waitress>=3"],
+        "test": ["pytest>=7", "chispa>=0.9", "hypothesis>=6", "flask>=3", "waitress>=3"],
         "bench": ["duckdb>=0.10"],
     },
     scripts=["bin/fink_push", "bin/fink_datasim", "bin/fink_api"],

@@ -18,7 +18,7 @@ import json
 import numpy as np
 from flask import Flask, Response, jsonify, request
 
-from fink_ingest.errors import FinkIngestError, QueryError
+from fink_ingest.errors import FinkIngestError, LayoutError, QueryError
 
 FORMATS = {"json": "application/json", "csv": "text/csv", "parquet": "application/octet-stream",
            "votable": "application/x-votable+xml"}
@@ -109,7 +109,8 @@ def create_app(reader):
 
     @app.errorhandler(FinkIngestError)
     def bad_request(exc):
-        status = 400 if isinstance(exc, (QueryError, ValueError)) else 500
+        # a bad parameter: 400; a table that must be upgraded first: 503 (service unavailable)
+        status = 400 if isinstance(exc, (QueryError, ValueError)) else 503 if isinstance(exc, LayoutError) else 500
         return jsonify({"status": "error", "error": str(exc)}), status
 
     def route(path, **kw):

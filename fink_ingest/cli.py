@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fink_ingest import paths
 from fink_ingest.config import load_config
-from fink_ingest.errors import FinkIngestError
+from fink_ingest.errors import FinkIngestError, LayoutError
 from fink_ingest.tables import BUILDERS
 
 log = logging.getLogger("fink_push")
@@ -32,6 +32,9 @@ def parser():
     p.add_argument("--to", dest="stop", help="last night of a backfill, included")
     p.add_argument("--rebuild", metavar="TABLE",
                    help="rebuild one table for the nights given, touching no other table")
+    when.add_argument("--upgrade", action="store_true",
+                      help="rebuild, from every night of the datalake, each table written with an older "
+                           "row-key layout (the store refuses pushes and reads until then)")
     p.add_argument("--tables", help=f"comma-separated tables to push (default all: {','.join(BUILDERS)})")
     p.add_argument("--conf", help="configuration file (default conf/fink_ingest.toml)")
     p.add_argument("--datalake", help="datalake root (overrides the configuration)")
@@ -80,11 +83,14 @@ def format_summary(summary):
                         for why, count in skipped.items())
         deleted = summary.get("rows_deleted", {}).get(table)
         extra += f", {deleted} old rows deleted first" if deleted is not None else ""
-        lines.append(f"  {table}: {n} rows written in {summary['seconds'].get(table)} s{extra}")
+        expected = summary.get("rows_expected", {}).get(table)
+        lines.append(f"  {table}: {n} rows written of {expected} expected in {summary['seconds'].get(table)} s{extra}")
     history = summary.get("history")
     if history:
         lines.append(f"  history entries {history['entries']} in the alerts, {history.get('staged', 0)} for a "
                      f"history table (repeats included), rejected (no time) {history['rejected']}")
+    for problem in summary.get("problems", []):
+        lines.append(f"  INCOMPLETE: {problem}")
     lines.append(f"  summary: {summary['run_dir']}/summary.json")
     return "\n".join(lines)
 
@@ -112,6 +118,8 @@ def main(spark_factory, argv=None):
             raise FinkIngestError(f"--tables/--rebuild: {unknown} unknown; expected among {list(BUILDERS)}")
         if args.all_nights and not args.rebuild:
             raise FinkIngestError("--all-nights goes with --rebuild TABLE")
+        if args.upgrade and (args.rebuild or args.tables):
+            raise FinkIngestError("--upgrade goes alone: it rebuilds every table on an older layout")
     except FinkIngestError as exc:
         print(f"fink_push: error: {exc}", file=sys.stderr)
         return 2
@@ -120,20 +128,31 @@ def main(spark_factory, argv=None):
     configure_logging(run_dir / "push.log")
     log.info("configuration %s; datalake %s; store %s", config.source, config.datalake, config.store)
 
-    from fink_ingest.push import push_night
-    from fink_ingest.store import open_store
-
     from fink_ingest import datalake
     from fink_ingest.errors import InputError
-    from fink_ingest.push import rebuild
+    from fink_ingest.push import push_night, rebuild, stale_tables, upgrade
+    from fink_ingest.store import open_store
 
     summaries, missing = [], []
     try:
         store = open_store(config.store)
+        # before Spark starts: a table of another key layout refuses the push, in seconds
+        writing = [] if args.upgrade or args.all_nights else [args.rebuild] if args.rebuild else tables
+        stale = stale_tables(store, config, writing)
+        if len(stale) == 1:
+            raise LayoutError(next(iter(stale.values())))
+        if stale:
+            raise LayoutError(f"{len(stale)} tables written with an older row-key layout or not fully rebuilt "
+                              f"({', '.join(BUILDERS[k].table_name(config.table_prefix) for k in stale)}): "
+                              "upgrade the store with bin/fink_push --upgrade (rebuilds them from the datalake)")
         spark = spark_factory(config)
         if args.all_nights:
             nights = datalake.list_nights(spark, config.datalake)
-        if args.rebuild:
+        if args.upgrade:
+            kinds, summaries = upgrade(spark, config, store, run_dir)
+            print(f"upgrade: {', '.join(kinds) or 'every table is on this layout already; nothing to do'}")
+            nights = [s["night"] for s in summaries]
+        elif args.rebuild:
             summaries = rebuild(spark, config, store, args.rebuild, nights, run_dir, args.all_nights)
         else:
             for night in nights:
@@ -165,7 +184,7 @@ def _nights(args):
     """Nights the arguments name (list of datetime.date); [] for --all-nights (listed later)."""
     import datetime as dt
 
-    if args.all_nights:
+    if args.all_nights or args.upgrade:
         return []
     if args.night:
         return [paths.parse_night(args.night)]
@@ -174,4 +193,4 @@ def _nights(args):
         if last < first:
             raise FinkIngestError(f"--from {args.start} is after --to {args.stop}")
         return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    raise FinkIngestError("give --night D, or --from D1 --to D2, or --all-nights with --rebuild")
+    raise FinkIngestError("give --night D, or --from D1 --to D2, or --all-nights with --rebuild, or --upgrade")

@@ -27,3 +27,8 @@ class QueryError(FinkIngestError, ValueError):
 
 class StoreError(FinkIngestError):
     """The store refused or failed an operation; the message names the table."""
+
+
+class LayoutError(StoreError):
+    """A table was written with another row-key layout; the message names the table and the
+    command that upgrades the store."""

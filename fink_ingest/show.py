@@ -6,9 +6,11 @@ import sys
 
 import pandas as pd
 
+from fink_ingest import rowkeys
 from fink_ingest.config import load_config
 from fink_ingest.read import Reader
 from fink_ingest.store import open_store
+from fink_ingest.tables import BUILDERS
 
 DEFAULT_COLUMNS = ["i:objectId", "i:candid", "i:jd", "i:fid", "i:magpsf", "i:sigmapsf",
                    "i:ra", "i:dec", "d:cdsxmatch", "d:roid"]
@@ -26,10 +28,14 @@ def main(argv=None):
     store = open_store(config.store)
     reader = Reader(store, config)
     if not args.objectId:
-        table = store.table(config.table_prefix)
-        print(f"{table.count()} rows in {config.table_prefix}; first object ids:")
-        for key, _ in table.scan(prefix=b"ZTF", limit=5, columns=["i:objectId"]):
-            print(" ", key.decode().split("_")[0])
+        main = BUILDERS["main"]
+        table = store.table(main.table_name(config.table_prefix))
+        print(f"{table.count()} rows in {table.name} (a schema row included); first object ids:")
+        shown = 0
+        for key, _ in table.scan(limit=6, columns=[f"{config.survey.original_family}:{config.survey.leaf['object_id']}"]):
+            if not rowkeys.is_schema_row(key) and shown < 5:
+                print(" ", main.parse_key(key)["object"])
+                shown += 1
         return 0
     columns = None if args.columns == "all" else (args.columns.split(",") if args.columns else DEFAULT_COLUMNS)
     frame = reader.objects(args.objectId, columns=columns)

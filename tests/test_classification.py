@@ -1,4 +1,6 @@
 """Fink's class rule (REFERENCE.md rules 1-9), case by case, then on the real night."""
+from urllib.parse import unquote
+
 import pytest
 from pyspark.sql import types as T
 
@@ -60,11 +62,11 @@ def test_every_real_alert_has_exactly_one_class_row(real_night_push):
     table = store.table("ztf.class")
     keys = [k.decode() for k, _ in table.scan() if not k.startswith(b"schema_")]
     assert len(keys) == 849
-    as_main_keys = [f"{oid}_{jd}" for _, jd, oid in (k.rsplit("_", 2) for k in keys)]
+    as_main_keys = [f"{oid}_{jd}_{candid}" for _, jd, oid, candid in (k.split("_") for k in keys)]
     main = {k.decode() for k, _ in store.table("ztf").scan(prefix=b"ZTF")}
     assert len(set(as_main_keys)) == 849 and set(as_main_keys) == main
     counts = {}
     for k in keys:
-        cls = k.rsplit("_", 2)[0]
+        cls = unquote(k.split("_")[0])
         counts[cls] = counts.get(cls, 0) + 1
     assert counts["Solar System MPC"] == 186 and counts["Unknown"] == 320

@@ -81,10 +81,10 @@ def test_executor_merges_see_every_row_of_a_key(spark, datasim, tmp_path, monkey
     """Staged history files read in many splits (small row groups, small input partitions,
     so an object's entries can start in one split and end in the next) still give exactly
     the history tables of the driver's single writer, row for row."""
-    import fink_ingest.push as push
+    from fink_ingest.push import stage
     from hbase_double import ThriftDouble
 
-    monkeypatch.setattr(push, "STAGE_ROW_GROUP_BYTES", 16 * 1024)
+    monkeypatch.setattr(stage, "STAGE_ROW_GROUP_BYTES", 16 * 1024)
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(32 * 1024))
     double = ThriftDouble(str(tmp_path / "hbase")).start()
     try:

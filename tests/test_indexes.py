@@ -36,9 +36,9 @@ def test_sky_pixel_is_healpy_nested_order_29(real_night_push):
         n["oid"], n["jd"], hp.ang2pix(2**29, n["ra"], n["dec"], nest=True, lonlat=True))}
     got = {}
     for key in data_keys(store.table("ztf.sky")):
-        pixel, jd, oid = key.split("_")
+        pixel, jd, oid, candid = key.split("_")
         got[f"{oid}_{float(jd)!r}"] = int(pixel)
-        assert len(pixel) == 19
+        assert len(pixel) == 19 and len(candid) == 19
     assert got == expected
     first = next(iter(data_keys(store.table("ztf.sky"))))
     assert first[0] == "0"  # zero-padded, so byte order is pixel order
@@ -53,7 +53,7 @@ def test_coarse_pixel_key_range_holds_exactly_its_alerts(real_night_push):
         start, stop = healpix.fine_range(busiest, order)
         keys = data_keys(store.table("ztf.sky"), start=f"{start:019d}", stop=f"{stop:019d}")
         inside = {f"{o}_{jd!r}" for o, jd, p in zip(n["oid"], n["jd"], coarse) if p == busiest}
-        assert {f"{k.split('_')[2]}_{float(k.split('_')[1])!r}" for k in keys} == inside
+        assert {f"{k.split('_')[2]}_{float(k.split('_')[1])!r}" for k in keys} == inside and len(keys) == len(inside)
         assert len(inside) > 1
 
 

@@ -65,8 +65,9 @@ def test_cells_decode_to_the_parquet_values(real_night_push):
     candidate_fields = {f.name: f for f in fields["candidate"].type}
     checked_types = set()
     for row in night.take(list(range(0, 849, 17))).to_pylist():   # 50 sampled alerts
-        key = rowkeys.join(pa.array([row["objectId"]]), rowkeys.format_time(
-            pa.array([row["candidate"]["jd"]]), 7, 10))[0].as_py()
+        key = rowkeys.make(("object", "time", "alert"), {"object": pa.array([row["objectId"]]),
+                                                         "time": pa.array([row["candidate"]["jd"]]),
+                                                         "alert": pa.array([row["candid"]])}, config.survey)[0].as_py()
         stored = table.row(key.encode())
         assert stored, key
         expected = {f"i:{k}": (v, candidate_fields[k].type) for k, v in row["candidate"].items()}
@@ -176,7 +177,7 @@ def test_cli_exit_codes(spark, damaged_night, datasim, tmp_path, capsys):
 def test_staged_files_merge_into_one_key_order(tmp_path):
     """The driver writes the staged files (each sorted, as Spark leaves them) in one global
     key order: every row once, in the order of the whole night sorted."""
-    from fink_ingest.push import _put_batches, merged_batches
+    from fink_ingest.push.merge import merged_batches, put_batches as _put_batches
 
     files = []
     for i, path in enumerate(sorted(NIGHT_DIR.glob("*.parquet"))):
@@ -201,7 +202,7 @@ def test_a_staged_file_that_fails_while_merging_fails_the_write(tmp_path):
     """The staged files are read and merged in a thread of their own: rows come out in the
     merged order, and a file that breaks half-way raises in the writer, never ends the night
     early as if it were complete."""
-    from fink_ingest.push import _read_ahead, merged_batches
+    from fink_ingest.push.merge import merged_batches, read_ahead as _read_ahead
 
     files = []
     for i, path in enumerate(sorted(NIGHT_DIR.glob("*.parquet"))[:3]):
@@ -224,21 +225,21 @@ def test_night_read_in_many_partitions_is_staged_in_at_most_merge_files(spark, d
     """However many partitions Spark reads a night in, the driver's single writer gets at most
     MERGE_FILES staged files, so the night is written in one key order; the tables are the
     same as without the cap."""
-    from fink_ingest import push
+    from fink_ingest.push import merge, night
 
     staged = []
-    write_staged = push.write_staged
+    write_staged = night.write_staged
 
     def counting(store, builders, staged_dir, *args, **kwargs):
         staged.append((builders[0].kind, len(list(staged_dir.glob("*.parquet")))))
         return write_staged(store, builders, staged_dir, *args, **kwargs)
 
-    monkeypatch.setattr(push, "write_staged", counting)
+    monkeypatch.setattr(night, "write_staged", counting)
     tables = {}
     spark.conf.set("spark.sql.files.maxPartitionBytes", "200k")
     try:
         for cap in (2, 1000):
-            monkeypatch.setattr(push, "MERGE_FILES", cap)
+            monkeypatch.setattr(merge, "MERGE_FILES", cap)
             config = make_config(datasim / "ztf" / "archive", tmp_path / f"store{cap}", tmp_path / "work")
             store = open_store(config.store)
             summary = push_night(spark, config, store, paths.parse_night("2024-01-15"), ["main", "upper"])

@@ -37,12 +37,19 @@ class Rows:
         ``family:qualifier`` -> values (typed; encoded later with the schema-row type).
     skipped : dict of str to int
         Rows of the batch not placed in this table, by reason.
+    types : dict of str to str, optional
+        Schema-row types of the cells, when not the staged columns' (summary tables).
+    expected : int
+        Rows of this table the batch accounts for: ``len(keys) + sum(skipped.values())``
+        must hold once written (the push reconciles it per table and night). Alert tables
+        expect one row per staged alert; history tables one per packed row derived.
     """
 
     keys: object
     cells: dict
     skipped: dict = dataclasses.field(default_factory=dict)
-    types: dict = None  # schema-row types of the cells, when not the staged columns' (summaries)
+    types: dict = None
+    expected: int = 0
 
 
 def cell_value(column, data_type):
@@ -102,11 +109,6 @@ def column(batch, name):
     return batch.column(index) if index >= 0 else pa.nulls(batch.num_rows)
 
 
-def time_text(values, survey):
-    """Fixed-width time text for keys (see ``rowkeys.format_time``)."""
-    return rowkeys.format_time(values, survey.time_int_digits, survey.time_frac_digits)
-
-
 class TableBuilder:
     """Base of the table builders.
 
@@ -116,9 +118,9 @@ class TableBuilder:
         Registry name (``main``, ``sky``, ...); the table is ``<prefix>.<kind>``.
     source : str
         ``"alerts"`` (staged night) or ``"history"`` (staged history entries).
-    jd_field : int
-        Position of the time among the ``_``-separated key fields (negative: from the end),
-        used to find a night's rows when a table is rebuilt.
+    key : tuple of str
+        Roles of the row-key components, in order (``rowkeys.make`` writes them,
+        ``rowkeys.parse`` reads them, ``rowkeys.describe`` names the layout in the schema row).
     merges : bool
         True if ``merge_stored`` must see every earlier write of the push (so the push
         merges and writes one batch after the other).
@@ -126,7 +128,7 @@ class TableBuilder:
 
     kind = ""
     source = "alerts"
-    jd_field = -1
+    key = ("object", "time", "alert")
     merges = False  # rows are united with the stored ones (``merge_stored``) before a put
     compression = None  # the store's default codec; "zstd" for cold tables
 
@@ -177,6 +179,14 @@ class TableBuilder:
         """Forget per-night state (called by the push before each night); ``row_groups`` maps
         the night's file URIs to their row-group starts, read once by the footer check."""
 
+    def key_layout(self, survey):
+        """Description of this table's row-key layout (str), recorded in its schema row."""
+        return rowkeys.describe(self.key, survey)
+
+    def parse_key(self, key):
+        """Components of one of this table's row keys, by role (see ``rowkeys.parse``)."""
+        return rowkeys.parse(self.key, key)
+
     def night_keys(self, table, night, survey):
         """Keys of the rows this table holds for a night (for ``--rebuild``): those whose key
         time falls in the night's UTC date. Scans the table.
@@ -186,19 +196,14 @@ class TableBuilder:
         list of bytes
         """
         start, stop = night_jd_range(night)
+        role = "time" if "time" in self.key else "bucket"
         keys = []
         for key, _ in table.scan(columns=None):
-            if key.startswith(rowkeys.SCHEMA_ROW_PREFIX.encode()):
+            if rowkeys.is_schema_row(key):
                 continue
-            jd = self.jd_of_key(key)
-            if jd is not None and start <= jd < stop:
+            if start <= self.parse_key(key)[role] < stop:
                 keys.append(key)
         return keys
-
-    def jd_of_key(self, key):
-        """Time (float) written in a row key (bytes or str)."""
-        text = key.decode() if isinstance(key, bytes) else key
-        return float(text.split(rowkeys.SEP)[self.jd_field])
 
 
 JD_UNIX_EPOCH = 2440587.5  # Julian Date of 1970-01-01T00:00:00 UTC
@@ -212,16 +217,23 @@ def night_jd_range(night):
     return JD_UNIX_EPOCH + days, JD_UNIX_EPOCH + days + 1
 
 
-def index_keys(first, batch, survey):
-    """Keys ``<first>_<jd>_<objectId>`` of index tables (first: pyarrow string array)."""
-    leaf = survey.leaf
-    oid = column(batch, f"{survey.original_family}:{leaf['object_id']}")
-    jd = column(batch, f"{survey.original_family}:{leaf['time']}")
-    return rowkeys.join(first, time_text(jd, survey), oid)
+def alert_key_parts(batch, survey):
+    """Key components every alert table takes from a staged batch: ``object``, ``time`` and
+    ``alert`` (dict of role to pyarrow array)."""
+    f, leaf = survey.original_family, survey.leaf
+    return {"object": column(batch, f"{f}:{leaf['object_id']}"), "time": column(batch, f"{f}:{leaf['time']}"),
+            "alert": column(batch, f"{f}:{leaf['alert_id']}")}
+
+
+def alert_key_inputs(survey):
+    """Staged columns ``alert_key_parts`` reads (list of str)."""
+    f, leaf = survey.original_family, survey.leaf
+    return [f"{f}:{leaf['object_id']}", f"{f}:{leaf['time']}", f"{f}:{leaf['alert_id']}"]
 
 
 def select(rows, mask):
-    """Rows restricted to a boolean mask (pyarrow), skipped rows not counted here."""
+    """Rows restricted to a boolean mask (pyarrow); the rows left out must be counted in
+    ``skipped`` by the caller."""
     return Rows(keys=pc.filter(rows.keys, mask),
                 cells={n: pc.filter(a, mask) for n, a in rows.cells.items()},
-                skipped=rows.skipped)
+                skipped=rows.skipped, types=rows.types, expected=rows.expected)

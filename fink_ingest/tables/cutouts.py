@@ -1,11 +1,11 @@
 """Cutout pointers: where each alert's stamps live in the datalake, not the stamps.
 
-Key ``objectId_jd``; cells: ``d:candid``, ``d:uri`` (the datalake file as Spark read it:
+Key ``objectId_jd_candid`` (as the main table's); cells: ``d:uri`` (the datalake file as Spark read it:
 ``file:``, ``hdfs://``, ``s3a://``), ``d:file_row`` (row of the alert in the file),
 ``d:row_group`` and ``d:row`` (row group, and row within it). The read layer fetches one
 stamp by reading one column of one row group (``pyarrow.parquet.ParquetFile.read_row_group``)
 and taking one row, instead of filtering a whole file. Alerts without stamps (datalake
-files written without cutout columns) get no pointer; they are counted as skipped.
+files written without cutout columns) get no pointer; they are counted as not placed.
 """
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fink_ingest import datalake, rowkeys
-from fink_ingest.tables.base import FILE, FILE_ROW, HAS_STAMP, Rows, TableBuilder, column, select, time_text
+from fink_ingest.tables.base import (FILE, FILE_ROW, HAS_STAMP, Rows, TableBuilder, alert_key_inputs,
+                                     alert_key_parts, column, select)
+
+NO_STAMPS = "no stamps in the datalake file"
 
 
 class CutoutTable(TableBuilder):
@@ -30,15 +33,10 @@ class CutoutTable(TableBuilder):
         self._groups = dict(row_groups or {})
 
     def stage(self, available, survey):
-        leaf = survey.leaf
-        return [n for n in (f"{survey.original_family}:{leaf['object_id']}",
-                            f"{survey.original_family}:{leaf['time']}",
-                            f"{survey.original_family}:{leaf['alert_id']}", FILE, FILE_ROW, HAS_STAMP)
-                if n in available]
+        return [n for n in alert_key_inputs(survey) + [FILE, FILE_ROW, HAS_STAMP] if n in available]
 
     def cell_types(self, staged_types, survey):
-        return {"d:candid": staged_types.get(f"{survey.original_family}:{survey.leaf['alert_id']}", "bigint"),
-                "d:uri": "string", "d:file_row": "bigint", "d:row_group": "int", "d:row": "int"}
+        return {"d:uri": "string", "d:file_row": "bigint", "d:row_group": "int", "d:row": "int"}
 
     def _row_groups(self, uri):
         """Start row of each row group of a datalake file (cached), or None if unreachable."""
@@ -47,10 +45,7 @@ class CutoutTable(TableBuilder):
         return self._groups[uri]
 
     def rows(self, batch, survey):
-        leaf = survey.leaf
-        f = survey.original_family
-        keys = rowkeys.join(column(batch, f"{f}:{leaf['object_id']}"),
-                            time_text(column(batch, f"{f}:{leaf['time']}"), survey))
+        keys = rowkeys.make(self.key, alert_key_parts(batch, survey), survey)
         uris = column(batch, FILE)
         file_rows = column(batch, FILE_ROW).to_numpy(zero_copy_only=False).astype(np.int64)
         group = np.full(len(file_rows), -1, dtype=np.int64)
@@ -64,8 +59,7 @@ class CutoutTable(TableBuilder):
             group[mask] = g
             within[mask] = file_rows[mask] - starts[g]
         known = group >= 0
-        rows = Rows(keys=keys, cells={
-            "d:candid": column(batch, f"{f}:{leaf['alert_id']}"),
+        rows = Rows(keys=keys, expected=batch.num_rows, cells={
             "d:uri": uris,
             "d:file_row": pa.array(file_rows),
             "d:row_group": pa.array(np.where(known, group, 0).astype(np.int32), mask=~known),
@@ -73,5 +67,5 @@ class CutoutTable(TableBuilder):
         })
         has = pc.fill_null(column(batch, HAS_STAMP), False)
         missing = int(len(has) - pc.sum(pc.cast(has, pa.int64())).as_py())
-        rows.skipped = {"no stamps in the datalake file": missing} if missing else {}
+        rows.skipped = {NO_STAMPS: missing} if missing else {}
         return select(rows, has)

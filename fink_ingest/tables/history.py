@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from fink_ingest import rowkeys
-from fink_ingest.tables.base import Rows, TableBuilder, column, time_text
+from fink_ingest.tables.base import Rows, TableBuilder, column
 
 RB_MIN = 0.55      # ZTF real-bogus cut of Fink's science stream: rb >= 0.55
 NBAD_MAX = 0       # and nbad == 0 (bad pixels within 5x5 of the candidate)
@@ -166,6 +166,7 @@ class HistoryTable(TableBuilder):
     """Packed rows keyed ``objectId_jd`` (bucket start) from the staged history."""
 
     source = "history"
+    key = ("object", "bucket")
     cells_key = ""
     merges = True
     # cold: read by object lookups with upper limits only; zstd stores a packed row in ~2/3
@@ -223,7 +224,7 @@ class HistoryTable(TableBuilder):
                 batch = batch.filter(pa.concat_arrays([pa.array([True]), pc.invert(same)]))
                 n = batch.num_rows
         bucket = bucket_start(pc.cast(column(batch, f"{fam}:jd"), pa.float64()), survey.history_bucket_days)
-        keys = rowkeys.join(column(batch, OBJECT), time_text(bucket, survey))
+        keys = rowkeys.make(self.key, {"object": column(batch, OBJECT), "bucket": bucket}, survey)
         if n > 1:
             starts = pc.indices_nonzero(pa.concat_arrays(
                 [pa.array([True]), pc.not_equal(keys.slice(1), keys.slice(0, n - 1))]))
@@ -232,7 +233,7 @@ class HistoryTable(TableBuilder):
         offsets = pa.concat_arrays([pc.cast(starts, pa.int32()), pa.array([n], pa.int32())])
         cells = {name: json_array(column(batch, name), offsets)
                  for name in self.cell_names(survey) if name in batch.schema.names}
-        return Rows(keys=pc.take(keys, starts), cells=cells)
+        return Rows(keys=pc.take(keys, starts), cells=cells, expected=len(starts))
 
     def merge_stored(self, table, rows, survey):
         """Unite ``rows`` with the rows ``table`` already holds under the same keys.
@@ -277,7 +278,7 @@ class HistoryTable(TableBuilder):
         mask = pa.array(keep)
         return Rows(keys=pc.filter(rows.keys, mask),
                     cells={n: pc.filter(pa.array(lists[n], pa.string()), mask) for n in names},
-                    skipped=skipped, types=rows.types)
+                    skipped=skipped, types=rows.types, expected=rows.expected)
 
 
 class UpperTable(HistoryTable):

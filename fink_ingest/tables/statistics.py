@@ -8,6 +8,7 @@ import collections
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fink_ingest import rowkeys
 from fink_ingest.tables.base import DERIVED_CLASS, Rows, TableBuilder, column
 
 CLASS_FAMILY = "c"
@@ -17,6 +18,7 @@ class StatisticsTable(TableBuilder):
     """Builder of the statistics table; rows come from ``finish`` once the night is read."""
 
     kind = "statistics"
+    key = ("survey", "night")
 
     def __init__(self):
         self.reset()
@@ -52,10 +54,24 @@ class StatisticsTable(TableBuilder):
                 cells[f"{survey.added_family}:{name}"] = count
             elif name.startswith("class:"):
                 cells[f"{CLASS_FAMILY}:{name[len('class:'):]}"] = count
-        key = f"{survey.name}_{night:%Y%m%d}"
-        return Rows(keys=pa.array([key]), cells={n: pa.array([v], pa.int64()) for n, v in cells.items()},
-                    types={n: "bigint" for n in cells})
+        return Rows(keys=self.night_key(night, survey), cells={n: pa.array([v], pa.int64()) for n, v in cells.items()},
+                    types={n: "bigint" for n in cells}, expected=1)
+
+    def night_key(self, night, survey):
+        """Row key of a night (pyarrow string array of one key)."""
+        return rowkeys.make(self.key, {"survey": pa.array([survey.name]), "night": pa.array([f"{night:%Y%m%d}"])},
+                            survey)
 
     def night_keys(self, table, night, survey):
-        key = f"{survey.name}_{night:%Y%m%d}".encode()
+        key = self.night_key(night, survey)[0].as_py().encode()
         return [key] if table.row(key) else []
+
+    def nights(self, table):
+        """Nights that have a statistics row (list of datetime.date, sorted)."""
+        import datetime as dt
+
+        out = []
+        for key, _ in table.scan(columns=None):
+            if not rowkeys.is_schema_row(key):
+                out.append(dt.datetime.strptime(self.parse_key(key)["night"], "%Y%m%d").date())
+        return sorted(out)

@@ -1,195 +1,34 @@
-"""Read layer: the portal's queries -> store scans -> pandas DataFrames with Fink's columns.
+"""The portal's queries over the tables of one store (``Reader``).
 
 Every call works on any store backend (it only uses the store interface), decodes cells
 with each table's schema row (values come back as the datalake held them: ``i:jd`` float64,
 ``i:candid`` int64, nested values parsed from JSON) and takes an optional column subset.
-A query splits like LSDB's searches: a coarse step lists the key ranges to scan (HEALPix
-pixel ranges covering a cone, salt buckets of a time window), a fine step keeps rows
-(exact angular separation, time bounds). Bad arguments raise ``QueryError`` naming the
-argument; an object that does not exist gives an empty DataFrame.
+Row keys are built and read through ``rowkeys`` and each table's declared layout, never by
+splitting text here. A query splits like LSDB's searches: a coarse step lists the key
+ranges to scan (HEALPix pixel ranges covering a cone, salt buckets of a time window), a
+fine step keeps rows (exact angular separation, time bounds). Bad arguments raise
+``QueryError`` naming the argument; an object that does not exist gives an empty DataFrame;
+a table written with another key layout raises ``LayoutError`` naming the upgrade.
 """
 from __future__ import annotations
 
-import gzip
-import io
 import math
 import re
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from fink_ingest import cells as cellcodec
 from fink_ingest import healpix, rowkeys, schemarow
 from fink_ingest.errors import QueryError
-from fink_ingest.rowkeys import SCHEMA_ROW_PREFIX, SEP
+from fink_ingest.read.decode import decode_rows, history_entries, jd_of
+from fink_ingest.read.sky import cone_ranges, separation_deg
+from fink_ingest.read.stamps import fits_array, read_stamps
 from fink_ingest.tables import BUILDERS
-from fink_ingest.tables.base import JD_UNIX_EPOCH
 
 MAX_RADIUS_ARCSEC = 18000.0 * 2      # Fink stops at 18000" (5 degrees); we serve up to 10 degrees
 SEPARATION = "v:separation_degree"   # Fink's name of the distance column of a cone search
 TAG = "d:tag"                        # Fink's tag of objects(withupperlim=True) rows
 CUTOUT_KINDS = ("Science", "Template", "Difference")
-PIXEL_DEG_ORDER0 = 58.6              # HEALPix pixel size at order 0, degrees (sqrt(4 pi / 12) rad)
-
-
-def history_entries(rows, types, oid_column):
-    """One row per history entry from packed history rows (``tables.history``).
-
-    Parameters
-    ----------
-    rows : list of (bytes, dict of bytes to bytes)
-        Rows of ``upper`` or ``uppervalid``, keys ``objectId_jd`` (bucket start).
-    types : dict of str to str
-        The table's schema-row types (``array<...>`` per cell).
-    oid_column : str
-        Name of the object id column to add (e.g. ``i:objectId``).
-
-    Returns
-    -------
-    pandas.DataFrame, shape (entries, 1 + cells)
-        The object id, then one column per cell with the element type (``float`` cells as
-        float32, exactly as the datalake held them), in time order within each object.
-    """
-    names = list(dict.fromkeys(q.decode() for _, cells in rows for q in cells))
-    names = [n for n in types if n in names] + [n for n in names if n not in types]
-    data = {oid_column: [], **{n: [] for n in names}}
-    for key, cells in rows:
-        lists = {n: cellcodec.decode(cells.get(n.encode()), types[n]) for n in names}
-        count = max((len(v) for v in lists.values() if v is not None), default=0)
-        data[oid_column].extend([key.decode().split(SEP, 1)[0]] * count)
-        for n in names:
-            data[n].extend(lists[n] if lists[n] is not None else [None] * count)
-    frame = pd.DataFrame(data, columns=[oid_column] + names)
-    for n in names:
-        element = cellcodec.parse_type(types[n])
-        element = element[1] if isinstance(element, tuple) and element[0] == "array" else None
-        if element in ("float", "double") and frame[n].notna().all():
-            frame[n] = frame[n].astype("float32" if element == "float" else "float64")
-        elif element in ("int", "bigint", "smallint", "tinyint") and frame[n].notna().all():
-            frame[n] = frame[n].astype("int64")
-    return frame
-
-
-def decode_rows(rows, types, columns=None):
-    """Decode ``(key, cells)`` rows into a DataFrame.
-
-    Parameters
-    ----------
-    rows : list of (bytes, dict of bytes to bytes)
-    types : dict of str to str
-        Schema-row types, ``family:qualifier`` -> type name.
-    columns : list of str, optional
-        Columns to return, in this order; default every column present.
-
-    Returns
-    -------
-    pandas.DataFrame, shape (len(rows), n_columns)
-        Index: the row keys (str). Absent cells are None/NaN.
-
-    Raises
-    ------
-    QueryError
-        If a requested column is not in the schema row.
-    """
-    if columns is not None:
-        unknown = [c for c in columns if c not in types]
-        if unknown:
-            raise QueryError(f"columns: {unknown} unknown; known columns: {sorted(types)}")
-        names = list(columns)
-    else:
-        seen = {}
-        for _, cells in rows:
-            for q in cells:
-                seen.setdefault(q.decode(), None)
-        names = [n for n in types if n in seen] + [n for n in seen if n not in types]
-    data = {}
-    for name in names:
-        raw = [cells.get(name.encode()) for _, cells in rows]
-        type_name = types.get(name)
-        if type_name is None:
-            raise QueryError(f"column {name!r} has cells but no type in the schema row")
-        data[name] = cellcodec.decode_column(raw, type_name)
-    return pd.DataFrame(data, index=[k.decode() for k, _ in rows], columns=names)
-
-
-def jd_of(date):
-    """Julian Date of a date: a float (already a JD), ``YYYY-MM-DD[ HH:MM:SS]`` text or a
-    datetime, taken as UTC.
-
-    Raises
-    ------
-    QueryError
-        If the text is not a date.
-    """
-    if date is None:
-        return None
-    if isinstance(date, (int, float)) and not isinstance(date, bool):
-        return float(date)
-    try:
-        stamp = pd.Timestamp(date)
-    except (ValueError, TypeError):
-        raise QueryError(f"date {date!r}: expected YYYY-MM-DD[ HH:MM:SS] or a Julian Date") from None
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return JD_UNIX_EPOCH + (stamp - pd.Timestamp("1970-01-01")).total_seconds() / 86400.0
-
-
-def separation_deg(ra1, dec1, ra2, dec2):
-    """Angular separation (degrees) on the sphere, Vincenty's formula (stable at 0 and 180).
-
-    Parameters
-    ----------
-    ra1, dec1 : float
-        Degrees.
-    ra2, dec2 : numpy.ndarray, shape (n,)
-        Degrees.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n,)
-    """
-    l1, b1, l2, b2 = map(np.radians, (ra1, dec1, np.asarray(ra2, float), np.asarray(dec2, float)))
-    dl = l2 - l1
-    num = np.hypot(np.cos(b2) * np.sin(dl), np.cos(b1) * np.sin(b2) - np.sin(b1) * np.cos(b2) * np.cos(dl))
-    den = np.sin(b1) * np.sin(b2) + np.cos(b1) * np.cos(b2) * np.cos(dl)
-    return np.degrees(np.arctan2(num, den))
-
-
-def cone_ranges(ra, dec, radius_arcsec, fine_order):
-    """NESTED pixel ranges at ``fine_order`` covering a cone (the coarse step of a cone search).
-
-    The disc is covered at an order whose pixels are about a quarter of the radius
-    (``healpy.query_disc``, inclusive), each pixel is turned into its contiguous range of
-    fine pixels, and touching ranges are merged.
-
-    Parameters
-    ----------
-    ra, dec : float
-        Cone centre, ICRS, degrees.
-    radius_arcsec : float
-        Radius in arcseconds.
-    fine_order : int
-        Order of the sky index keys.
-
-    Returns
-    -------
-    list of (int, int)
-        Sorted, disjoint half-open ranges ``[start, stop)``.
-    """
-    import healpy as hp
-
-    radius_deg = radius_arcsec / 3600.0
-    order = int(np.clip(math.floor(math.log2(PIXEL_DEG_ORDER0 / radius_deg)) + 2, 0, fine_order))
-    pixels = hp.query_disc(healpix.nside(order), hp.ang2vec(ra, dec, lonlat=True),
-                           math.radians(radius_deg), inclusive=True, nest=True)
-    ranges = []
-    for p in sorted(int(x) for x in pixels):
-        start, stop = healpix.fine_range(p, order, fine_order)
-        if ranges and ranges[-1][1] == start:
-            ranges[-1] = (ranges[-1][0], stop)
-        else:
-            ranges.append((start, stop))
-    return ranges
 
 
 class Reader:
@@ -207,6 +46,7 @@ class Reader:
         self.config = config
         self.survey = config.survey
         self._types = {}
+        self._checked = {}
 
     # -- helpers -----------------------------------------------------------------------
     def table_name(self, kind):
@@ -214,17 +54,38 @@ class Reader:
         return BUILDERS[kind].table_name(self.config.table_prefix)
 
     def _table(self, kind):
+        """The table of a kind, or None if the store has none; its key layout is checked once.
+
+        Raises
+        ------
+        LayoutError
+            If the table was written with another key layout (or is being rebuilt whole).
+        """
         name = self.table_name(kind)
-        return self.store.table(name) if name in self.store.tables() else None
+        if name not in self.store.tables():
+            return None
+        table = self.store.table(name)
+        if not self._checked.get(kind):
+            b, s = BUILDERS[kind], self.survey
+            schemarow.check_layout(table, s.schema_version, b.families_for(s)[0], b.key_layout(s), kind)
+            self._checked[kind] = True
+        return table
+
+    def check_layouts(self):
+        """Check every table of the store once (``LayoutError`` on the first stale one)."""
+        for kind in BUILDERS:
+            self._table(kind)
 
     def types(self, kind):
-        """Schema-row types of a table (dict), with the key-derived columns of index rows."""
+        """Schema-row types of a table (dict, ordered by name), with the columns index rows
+        take from their keys (object id, time, alert id)."""
         if kind not in self._types:
             table = self._table(kind)
             types = schemarow.read(table, self.survey.schema_version) if table else {}
             f, leaf = self.survey.original_family, self.survey.leaf
             types.setdefault(f"{f}:{leaf['object_id']}", "string")
             types.setdefault(f"{f}:{leaf['time']}", "double")
+            types.setdefault(f"{f}:{leaf['alert_id']}", "bigint")
             self._types[kind] = types
         return self._types[kind]
 
@@ -234,8 +95,16 @@ class Reader:
     def _jd(self):
         return f"{self.survey.original_family}:{self.survey.leaf['time']}"
 
+    def _alert_id(self):
+        return f"{self.survey.original_family}:{self.survey.leaf['alert_id']}"
+
+    @staticmethod
+    def _scan(table, **kwargs):
+        """Data rows of a scan (schema rows left out)."""
+        return [(k, c) for k, c in table.scan(**kwargs) if not rowkeys.is_schema_row(k)]
+
     def _check_oid(self, oid):
-        if not isinstance(oid, str) or not oid or SEP in oid or oid.startswith(SCHEMA_ROW_PREFIX) \
+        if not isinstance(oid, str) or not oid or oid.startswith(rowkeys.SCHEMA_ROW_PREFIX) \
                 or not re.fullmatch(r"[A-Za-z0-9]+", oid):
             raise QueryError(f"objectId {oid!r} is not a valid object id")
 
@@ -250,11 +119,12 @@ class Reader:
         return list(columns)
 
     def _index_frame(self, kind, rows, columns=None):
-        """Decode index rows, adding objectId and jd from their keys (``first_jd_objectId``)."""
+        """Decode index rows, adding objectId, jd and candid from their keys."""
         frame = decode_rows(rows, self.types(kind))
-        keys = [k.decode().rsplit(SEP, 2) for k, _ in rows]
-        frame.insert(0, self._oid(), [k[2] for k in keys])
-        frame.insert(1, self._jd(), np.array([float(k[1]) for k in keys]))
+        keys = rowkeys.parse_many(BUILDERS[kind].key, [k for k, _ in rows])
+        frame.insert(0, self._oid(), keys["object"])
+        frame.insert(1, self._jd(), keys["time"])
+        frame.insert(2, self._alert_id(), keys["alert"])
         if columns is not None:
             frame = frame[[c for c in columns]]
         return frame.reset_index(drop=True)
@@ -294,7 +164,7 @@ class Reader:
         want = None if columns is None else [c.encode() for c in columns]
         rows = []
         for oid in object_ids:
-            rows.extend(main.scan(prefix=f"{oid}{SEP}".encode(), columns=want))
+            rows.extend(self._scan(main, prefix=rowkeys.prefix(oid), columns=want))
         frame = decode_rows(rows, self.types("main"), columns).reset_index(drop=True)
         if not with_upper_limits:
             return frame
@@ -306,8 +176,9 @@ class Reader:
                 continue
             hist = []
             for oid in object_ids:
-                hist.extend(table.scan(prefix=f"{oid}{SEP}".encode()))
-            part = history_entries(hist, self.types(kind), self._oid())
+                hist.extend(self._scan(table, prefix=rowkeys.prefix(oid)))
+            part = history_entries(hist, self.types(kind), self._oid(),
+                                   lambda key, b=BUILDERS[kind]: b.parse_key(key)["object"])
             part[TAG] = tag
             parts.append(part)
         merged = pd.concat([p for p in parts if len(p)] or [frame], ignore_index=True)
@@ -356,7 +227,7 @@ class Reader:
             return pd.DataFrame()
         rows = []
         for start, stop in cone_ranges(ra, dec, radius_arcsec, self.survey.sky_order):
-            rows.extend(table.scan(start=f"{start:0{healpix.PIXEL_DIGITS}d}".encode(),
+            rows.extend(self._scan(table, start=f"{start:0{healpix.PIXEL_DIGITS}d}".encode(),
                                    stop=f"{stop:0{healpix.PIXEL_DIGITS}d}".encode()))
         frame = self._index_frame("sky", rows)
         if frame.empty:
@@ -369,7 +240,7 @@ class Reader:
             keep &= frame[self._jd()] >= lo
         if hi is not None:
             keep &= frame[self._jd()] < hi
-        frame = frame[keep].sort_values(self._jd()).groupby(self._oid(), sort=False).tail(1)
+        frame = frame[keep].sort_values([self._jd(), self._alert_id()]).groupby(self._oid(), sort=False).tail(1)
         frame = frame.sort_values([SEPARATION, self._oid()]).head(n).reset_index(drop=True)
         if columns is not None:
             frame = frame[list(dict.fromkeys([self._oid(), self._jd()] + columns + [SEPARATION]))]
@@ -381,7 +252,8 @@ class Reader:
         Parameters
         ----------
         class_name : str
-            A class of the class index, e.g. ``"SN candidate"`` or a SIMBAD label.
+            A class of the class index, e.g. ``"SN candidate"`` or a SIMBAD label; exactly
+            this class (``EB*`` never returns ``EB*_Candidate``).
         n : int
             At most this many alerts.
         start_date, stop_date : optional
@@ -401,15 +273,15 @@ class Reader:
         table = self._table("class")
         if not isinstance(class_name, str) or not class_name or table is None:
             raise QueryError(f"class {class_name!r} is unknown")
-        prefix = f"{class_name}{SEP}".encode()
-        if not any(True for _ in table.scan(prefix=prefix, limit=1)):
+        prefix = rowkeys.prefix(class_name)
+        if not self._scan(table, prefix=prefix, limit=1):
             raise QueryError(f"class {class_name!r} is unknown: no alert of this class is stored")
         lo, hi = jd_of(start_date), jd_of(stop_date)
         digits = (self.survey.time_int_digits, self.survey.time_frac_digits)
         start = prefix + (rowkeys.format_time_scalar(lo, *digits).encode() if lo is not None else b"")
         stop = (prefix + rowkeys.format_time_scalar(hi, *digits).encode()) if hi is not None \
             else rowkeys.prefix_stop(prefix)
-        rows = list(table.scan(start=start, stop=stop, reverse=True, limit=n))
+        rows = self._scan(table, start=start, stop=stop, reverse=True, limit=n)
         columns = self._check_columns("class", columns)
         return self._index_frame("class", rows, columns)
 
@@ -429,8 +301,6 @@ class Reader:
         pandas.DataFrame
             Full main-table rows of the alerts.
         """
-        import pyarrow as pa
-
         if isinstance(names, (str, int)):
             names = [names] if not isinstance(names, str) else [x for x in names.split(",") if x.strip()]
         normal = rowkeys.normalize_ssnamenr(pa.array([str(x) for x in names])).to_pylist()
@@ -439,14 +309,15 @@ class Reader:
         table, main = self._table("sso"), self._table("main")
         if table is None or main is None:
             return pd.DataFrame()
-        keys = []
+        found = []
         for name in normal:
-            for key, _ in table.scan(prefix=f"{name}{SEP}".encode(), columns=["d:roid"]):
-                _, jd, oid = key.decode().rsplit(SEP, 2)
-                keys.append(f"{oid}{SEP}{jd}".encode())
+            found.extend(BUILDERS["sso"].parse_key(k) for k, _ in self._scan(table, prefix=rowkeys.prefix(name),
+                                                                               columns=["d:roid"]))
+        keys = rowkeys.make(BUILDERS["main"].key, {r: pa.array([k[r] for k in found]) for r in ("object", "time", "alert")},
+                            self.survey) if found else pa.array([], pa.string())
         columns = self._check_columns("main", columns)
         want = None if columns is None else [c.encode() for c in columns]
-        frame = decode_rows(main.rows(keys, columns=want), self.types("main"), columns)
+        frame = decode_rows(main.rows([k.encode() for k in keys.to_pylist()], columns=want), self.types("main"), columns)
         return frame.sort_values(self._jd()).reset_index(drop=True) if len(frame) else frame
 
     def date_window(self, start, window_minutes, columns=None, n=None):
@@ -470,11 +341,11 @@ class Reader:
         if table is None:
             return pd.DataFrame()
         digits = (self.survey.time_int_digits, self.survey.time_frac_digits)
-        a, b = (rowkeys.format_time_scalar(x, *digits) for x in (lo, hi))
+        a, b = (rowkeys.format_time_scalar(x, *digits).encode() for x in (lo, hi))
         rows = []
         for bucket in range(self.survey.time_buckets):
-            salt = f"{bucket:02x}{SEP}"
-            rows.extend(table.scan(start=f"{salt}{a}".encode(), stop=f"{salt}{b}".encode()))
+            salt = rowkeys.prefix(f"{bucket:02x}")
+            rows.extend(self._scan(table, start=salt + a, stop=salt + b))
         columns = self._check_columns("time", columns)
         frame = self._index_frame("time", rows, columns)
         if len(frame):
@@ -510,47 +381,19 @@ class Reader:
         table = self._table("cutouts")
         if table is None:
             return None
-        pointers = list(table.scan(prefix=f"{object_id}{SEP}".encode()))
+        pointers = self._scan(table, prefix=rowkeys.prefix(object_id))
         if candid is not None:
-            pointers = [p for p in pointers if cellcodec.decode(p[1].get(b"d:candid"), "bigint") == int(candid)]
+            pointers = [p for p in pointers if BUILDERS["cutouts"].parse_key(p[0])["alert"] == int(candid)]
         if not pointers:
             return None
         _, cells = pointers[-1]  # keys sort in time order: the last is the latest
         kinds = CUTOUT_KINDS if kind == "All" else (kind,)
-        stamps = self._read_stamps(cells, [f"cutout{k}" for k in kinds])
+        stamps = read_stamps(cells, [f"cutout{k}" for k in kinds])
         out = {}
         for k in kinds:
             fits_bytes = stamps[f"cutout{k}"]
-            out[k] = fits_bytes if output == "FITS" else _fits_array(fits_bytes)
+            out[k] = fits_bytes if output == "FITS" else fits_array(fits_bytes)
         return out if kind == "All" else out[kind]
-
-    @staticmethod
-    def _read_stamps(cells, stamp_columns):
-        """Stamp FITS bytes (gunzipped) from one row of one row group of the pointed file."""
-        import pyarrow.parquet as pq
-
-        from fink_ingest.datalake import open_uri
-
-        uri = cells[b"d:uri"].decode()
-        handle = open_uri(uri)
-        if handle is None:
-            raise QueryError(f"cutout file {uri} is not reachable from this process")
-        group = cellcodec.decode(cells.get(b"d:row_group"), "int")
-        row = cellcodec.decode(cells.get(b"d:row"), "int")
-        with handle as fh:
-            pf = pq.ParquetFile(fh)
-            if group is None:  # the footer was not readable at push time: locate by file row
-                file_row = cellcodec.decode(cells[b"d:file_row"], "bigint")
-                starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
-                group = int(np.searchsorted(starts, file_row, side="right") - 1)
-                row = int(file_row - starts[group])
-            table = pf.read_row_group(group, columns=stamp_columns)
-        out = {}
-        for name in stamp_columns:
-            stamp = table.column(name)[row].as_py()
-            data = stamp["stampData"] if stamp else None
-            out[name] = gzip.decompress(data) if data and data[:2] == b"\x1f\x8b" else data
-        return out
 
     def statistics(self, date="", columns=None):
         """Per-night statistics rows whose night starts with ``date`` (``YYYY``, ``YYYYMM``,
@@ -560,7 +403,7 @@ class Reader:
         table = self._table("statistics")
         if table is None:
             return pd.DataFrame()
-        rows = list(table.scan(prefix=f"{self.survey.name}{SEP}{date}".encode()))
+        rows = self._scan(table, prefix=rowkeys.prefix(self.survey.name) + str(date).encode())
         frame = decode_rows(rows, self.types("statistics"), self._check_columns("statistics", columns))
         frame.insert(0, "key:key", list(frame.index))
         return frame.reset_index(drop=True)
@@ -598,13 +441,3 @@ class Reader:
         if out <= 0:
             raise QueryError(f"{name} = {value!r}: expected a positive integer")
         return out
-
-
-def _fits_array(fits_bytes):
-    """2-D image of a FITS file's primary HDU (numpy array), or None."""
-    if fits_bytes is None:
-        return None
-    from astropy.io import fits
-
-    with fits.open(io.BytesIO(fits_bytes)) as hdul:
-        return np.array(hdul[0].data)

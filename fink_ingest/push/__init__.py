@@ -1,0 +1,11 @@
+"""Nights from the datalake into the store.
+
+- ``night``: one night end to end (``push_night``), counts reconciled; ``rebuild`` and
+  ``upgrade`` of whole tables.
+- ``stage``: the Spark side (what to stage, staging alerts and history).
+- ``merge``: reading the staged files back in one key order.
+- ``write``: putting batches into a store (the driver's writer, the executors' writer).
+"""
+from fink_ingest.push.night import push_night, rebuild, stale_tables, upgrade
+
+__all__ = ["push_night", "rebuild", "stale_tables", "upgrade"]

@@ -1,0 +1,223 @@
+"""Reading the staged files back: one global key order, in batches of bounded size.
+
+Spark writes each staged file sorted by the row key's first columns; the driver's writer
+merges them (``merged_batches``, a k-way merge) so that every table is written in one key
+order (the embedded store's B-tree then only appends), joins merge rounds into put batches
+of a fixed size (``put_batches``), and reads ahead in a thread of its own (``read_ahead``).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+# Read buffer of each column of a staged file being read (``staged_file``).
+STAGE_READ_BUFFER = 64 * 1024
+# Staged files merged into one key order at a time (``merged_batches``).
+# The staging writes at most this many files when the driver writes (``stage.at_most``), so that
+# a night of any size is merged in one pass: on 1M and 2M-alert nights 8 files staged and
+# wrote faster than 16 (a merge round gives about one file's share of rows) in less memory.
+MERGE_FILES = 8
+
+
+def present_columns(files):
+    """Columns of staged parquet files with at least one non-null value (from footers)."""
+    present = set()
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            for c in range(group.num_columns):
+                col = group.column(c)
+                stats = col.statistics
+                if stats is None or not stats.has_null_count or stats.null_count < group.num_rows:
+                    present.add(col.path_in_schema)
+    return present
+
+
+def staged_file(path):
+    """A staged file opened for streaming: column chunks read through a small buffer, not
+    whole (pyarrow pre-buffers whole row groups by default: with ``MERGE_FILES`` files merged
+    at once, that took memory growing with the rows per staged file, hence with the night)."""
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=STAGE_READ_BUFFER)
+
+
+def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False):
+    """Rows of staged files, each sorted by ``sort_by``, in one global order (a k-way merge).
+
+    Written in one key order, the store's B-tree appends instead of revisiting pages: on a
+    400k-alert night the main table wrote in 7.8 s instead of 13.3 s, 12% smaller (eight
+    sorted runs interleaved before). Files are merged ``MERGE_FILES`` at a time, each read
+    in batches of ``batch_rows // MERGE_FILES`` rows, so memory does not grow with the night.
+
+    Parameters
+    ----------
+    files : list of str
+        Parquet files, each sorted by ``sort_by`` (ascending, nulls first as Spark sorts).
+    sort_by : list of str
+        Column names (the first ones of the row key).
+    batch_rows : int
+        Rows held per merge group, about.
+    columns : list of str, optional
+    lazy : bool
+        Yield ``_Ordered`` (rows and their order, ``materialise()`` gives the table) so that
+        a consumer copies the rows in its own threads.
+
+    Yields
+    ------
+    pyarrow.Table (or _Ordered)
+        Consecutive slices of the merged order.
+    """
+    for g in range(0, len(files), MERGE_FILES):
+        group = files[g:g + MERGE_FILES]
+        per_file = max(1_000, batch_rows // len(group))
+        readers = [staged_file(p).iter_batches(batch_size=per_file, columns=columns) for p in group]
+        buffers = [None] * len(group)
+
+        def refill(i):
+            while buffers[i] is None or buffers[i].num_rows == 0:
+                batch = next(readers[i], None)
+                if batch is None:
+                    buffers[i] = None
+                    return
+                buffers[i] = pa.Table.from_batches([batch])
+
+        for i in range(len(group)):
+            refill(i)
+        while any(b is not None for b in buffers):
+            live = [i for i, b in enumerate(buffers) if b is not None]
+            if len(live) == 1:  # the last run: as it is
+                yield buffers[live[0]]
+                buffers[live[0]] = None
+                refill(live[0])
+                continue
+            # every row up to the smallest of the buffers' last keys can go now
+            lasts = [tuple(buffers[i].column(c)[-1].as_py() for c in sort_by) for i in live]
+            first = min(range(len(live)), key=lambda j: _sort_key(lasts[j]))
+            bound = lasts[first]
+            pieces = []
+            for j, i in enumerate(live):  # the buffer that sets the bound goes whole (progress)
+                n = buffers[i].num_rows if j == first else _rows_up_to(buffers[i], sort_by, bound)
+                if n:
+                    pieces.append(buffers[i].slice(0, n))
+                    buffers[i] = buffers[i].slice(n)
+                    refill(i)
+            merged = pa.concat_tables(pieces, promote_options="permissive")
+            ordered = _Ordered(merged, _sort_indices(merged.select(sort_by), sort_by))
+            yield ordered if lazy else ordered.materialise()
+
+
+class _Ordered:
+    """Rows of a table in a given order, materialised slice by slice (``take`` copies every
+    column: the push does it in its preparing threads, not while merging)."""
+
+    def __init__(self, table, order):
+        self.table, self.order = table, order
+        self.num_rows = len(order)
+
+    def slice(self, start, length):
+        return _Ordered(self.table, self.order.slice(start, length))
+
+    def materialise(self):
+        return self.table.take(self.order)
+
+
+class _Pieces:
+    """Consecutive slices (``_Ordered``, or tables already in order) making one put batch,
+    materialised as one table."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.num_rows = sum(p.num_rows for p in parts)
+
+    def materialise(self):
+        tables = [p.materialise() if isinstance(p, _Ordered) else p for p in self.parts]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+
+
+def put_batches(ordered, put_rows):
+    """``_Pieces`` of exactly ``put_rows`` rows (the last one shorter) from ``_Ordered``
+    merge rounds of any size, in order: each put batch costs a transaction and a pass of
+    every column, whatever its size, and a round of a many-file merge is a few thousand rows."""
+    parts, count = [], 0
+    for part in ordered:
+        start = 0
+        while start < part.num_rows:
+            n = min(put_rows - count, part.num_rows - start)
+            parts.append(part.slice(start, n))
+            count += n
+            start += n
+            if count == put_rows:
+                yield _Pieces(parts)
+                parts, count = [], 0
+    if parts:
+        yield _Pieces(parts)
+
+
+def _sort_indices(table, columns):
+    """Indices sorting a table by columns, ascending, nulls first (as Spark sorts)."""
+    try:  # pyarrow >= 21: null placement per sort key
+        return pc.sort_indices(table, sort_keys=[(c, "ascending", "at_start") for c in columns])
+    except (TypeError, ValueError, pa.ArrowInvalid):
+        return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns], null_placement="at_start")
+
+
+def _sort_key(values):
+    return tuple((v is not None, v) for v in values)
+
+
+def _rows_up_to(table, sort_by, bound):
+    """Rows at the head of a sorted table whose sort columns are <= ``bound`` (a tuple)."""
+    below = pa.scalar(False)
+    equal = pa.scalar(True)
+    for c, b in zip(sort_by, bound):
+        col = table.column(c)
+        if b is None:  # nulls sort first: only nulls equal it, nothing is below
+            is_b = pc.is_null(col)
+            lt = pa.scalar(False)
+        else:
+            is_b = pc.fill_null(pc.equal(col, b), False)
+            lt = pc.or_(pc.is_null(col), pc.fill_null(pc.less(col, b), False))
+        below = pc.or_(below, pc.and_(equal, lt))
+        equal = pc.and_(equal, is_b)
+    mask = pc.or_(below, equal)
+    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0) if len(table) else 0
+
+
+def read_ahead(items, depth):
+    """The items of an iterator, produced by a thread of their own at most ``depth`` ahead of
+    the consumer; an exception raised while producing them is raised here."""
+    slots = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                slots.put((item, None))
+            slots.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            slots.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="staged-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                slots.get(timeout=0.1)
+            except queue.Empty:
+                pass

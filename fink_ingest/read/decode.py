@@ -1,0 +1,112 @@
+"""Decoding store rows into DataFrames, and dates into Julian Dates."""
+from __future__ import annotations
+
+import pandas as pd
+
+from fink_ingest import cells as cellcodec
+from fink_ingest.errors import QueryError
+from fink_ingest.tables.base import JD_UNIX_EPOCH
+
+
+def history_entries(rows, types, oid_column, object_of):
+    """One row per history entry from packed history rows (``tables.history``).
+
+    Parameters
+    ----------
+    rows : list of (bytes, dict of bytes to bytes)
+        Rows of ``upper`` or ``uppervalid`` (one per object and time bucket).
+    types : dict of str to str
+        The table's schema-row types (``array<...>`` per cell).
+    oid_column : str
+        Name of the object id column to add (e.g. ``i:objectId``).
+    object_of : callable
+        Object id (str) of a row key (bytes).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (entries, 1 + cells)
+        The object id, then one column per cell with the element type (``float`` cells as
+        float32, exactly as the datalake held them), in time order within each object.
+    """
+    names = list(dict.fromkeys(q.decode() for _, cells in rows for q in cells))
+    names = [n for n in types if n in names] + [n for n in names if n not in types]
+    data = {oid_column: [], **{n: [] for n in names}}
+    for key, cells in rows:
+        lists = {n: cellcodec.decode(cells.get(n.encode()), types[n]) for n in names}
+        count = max((len(v) for v in lists.values() if v is not None), default=0)
+        data[oid_column].extend([object_of(key)] * count)
+        for n in names:
+            data[n].extend(lists[n] if lists[n] is not None else [None] * count)
+    frame = pd.DataFrame(data, columns=[oid_column] + names)
+    for n in names:
+        element = cellcodec.parse_type(types[n])
+        element = element[1] if isinstance(element, tuple) and element[0] == "array" else None
+        if element in ("float", "double") and frame[n].notna().all():
+            frame[n] = frame[n].astype("float32" if element == "float" else "float64")
+        elif element in ("int", "bigint", "smallint", "tinyint") and frame[n].notna().all():
+            frame[n] = frame[n].astype("int64")
+    return frame
+
+
+def decode_rows(rows, types, columns=None):
+    """Decode ``(key, cells)`` rows into a DataFrame.
+
+    Parameters
+    ----------
+    rows : list of (bytes, dict of bytes to bytes)
+    types : dict of str to str
+        Schema-row types, ``family:qualifier`` -> type name.
+    columns : list of str, optional
+        Columns to return, in this order; default every column present.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (len(rows), n_columns)
+        Index: the row keys (str). Absent cells are None/NaN.
+
+    Raises
+    ------
+    QueryError
+        If a requested column is not in the schema row.
+    """
+    if columns is not None:
+        unknown = [c for c in columns if c not in types]
+        if unknown:
+            raise QueryError(f"columns: {unknown} unknown; known columns: {sorted(types)}")
+        names = list(columns)
+    else:
+        seen = {}
+        for _, cells in rows:
+            for q in cells:
+                seen.setdefault(q.decode(), None)
+        names = [n for n in types if n in seen] + [n for n in seen if n not in types]
+    data = {}
+    for name in names:
+        raw = [cells.get(name.encode()) for _, cells in rows]
+        type_name = types.get(name)
+        if type_name is None:
+            raise QueryError(f"column {name!r} has cells but no type in the schema row")
+        data[name] = cellcodec.decode_column(raw, type_name)
+    return pd.DataFrame(data, index=[k.decode() for k, _ in rows], columns=names)
+
+
+def jd_of(date):
+    """Julian Date of a date: a float (already a JD), ``YYYY-MM-DD[ HH:MM:SS]`` text or a
+    datetime, taken as UTC.
+
+    Raises
+    ------
+    QueryError
+        If the text is not a date.
+    """
+    if date is None:
+        return None
+    if isinstance(date, (int, float)) and not isinstance(date, bool):
+        return float(date)
+    try:
+        stamp = pd.Timestamp(date)
+    except (ValueError, TypeError):
+        raise QueryError(f"date {date!r}: expected YYYY-MM-DD[ HH:MM:SS] or a Julian Date") from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return JD_UNIX_EPOCH + (stamp - pd.Timestamp("1970-01-01")).total_seconds() / 86400.0

@@ -6,6 +6,7 @@ as values. Files are TOML (read with the standard library's ``tomllib``).
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -29,6 +30,10 @@ class Survey:
         (unique per alert), the alert time (days), and the position (ICRS, degrees).
     time_int_digits, time_frac_digits : int
         Widths of the time text in row keys (see ``rowkeys.format_time``).
+    object_id_pattern : str
+        Regular expression every object id matches (Python/Java syntax, anchored).
+    time_min, time_max : float
+        Alert times of the survey's life, [time_min, time_max), days.
     original_family, added_family : str
         Column families of original survey fields and of broker-added values.
     flatten : tuple of str
@@ -67,6 +72,9 @@ class Survey:
     dec: str
     time_int_digits: int
     time_frac_digits: int
+    object_id_pattern: str
+    time_min: float
+    time_max: float
     original_family: str
     added_family: str
     flatten: tuple
@@ -181,6 +189,8 @@ def load_survey(name, schemas_dir=SCHEMAS_DIR):
             name=s["name"], object_id=s["object_id"], alert_id=s["alert_id"], time=s["time"],
             ra=s["ra"], dec=s["dec"], time_int_digits=int(s["time_int_digits"]),
             time_frac_digits=int(s["time_frac_digits"]),
+            object_id_pattern=s["object_id_pattern"], time_min=float(s["time_min"]),
+            time_max=float(s["time_max"]),
             original_family=fam["original"], added_family=fam["added"],
             flatten=tuple(col["flatten"]), original_root=tuple(col["original_root"]),
             served_elsewhere=tuple(col["served_elsewhere"]), partition=tuple(col["partition"]),
@@ -199,6 +209,13 @@ def load_survey(name, schemas_dir=SCHEMAS_DIR):
         )
         if not 1 <= survey.time_buckets <= 256:
             raise ConfigError(f"{path}: index.time_buckets = {survey.time_buckets}; expected 1..256")
+        try:
+            re.compile(survey.object_id_pattern)
+        except re.error as exc:
+            raise ConfigError(f"{path}: survey.object_id_pattern = {survey.object_id_pattern!r}: {exc}") from None
+        if not survey.time_min < survey.time_max < 10 ** survey.time_int_digits:
+            raise ConfigError(f"{path}: survey.time_min/time_max = {survey.time_min}/{survey.time_max}: expected "
+                              f"time_min < time_max < 10**time_int_digits")
         if survey.history_bucket_days < 1:
             raise ConfigError(f"{path}: history.bucket_days = {survey.history_bucket_days}; expected >= 1")
         return survey

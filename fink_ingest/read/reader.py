@@ -104,9 +104,10 @@ class Reader:
         return [(k, c) for k, c in table.scan(**kwargs) if not rowkeys.is_schema_row(k)]
 
     def _check_oid(self, oid):
-        if not isinstance(oid, str) or not oid or oid.startswith(rowkeys.SCHEMA_ROW_PREFIX) \
-                or not re.fullmatch(r"[A-Za-z0-9]+", oid):
-            raise QueryError(f"objectId {oid!r} is not a valid object id")
+        if not isinstance(oid, str) or not re.search(self.survey.object_id_pattern, oid):
+            shown = oid if not isinstance(oid, str) or len(oid) <= 40 else oid[:40] + "..."
+            raise QueryError(f"objectId {shown!r} is not a valid object id "
+                             f"(expected {self.survey.object_id_pattern})")
 
     def _check_columns(self, kind, columns):
         if columns is None:

@@ -249,3 +249,78 @@ def test_table_compression_is_kept_per_table(tmp_path):
     assert SQLiteStore(tmp_path / "s").codec("hot") == sq.LZ4
     with pytest.raises(StoreError, match="compression 'gzip' unknown"):
         s.create_table("bad", ["i"], compression="gzip")
+
+
+def test_a_table_file_left_half_made_is_made_anew(tmp_path):
+    """A creation killed between opening the file and making its tables (how an earlier
+    version wedged the store: a WAL file with no tables) is recognised and replaced; a file
+    that is not a database is never removed."""
+    from fink_ingest.store.sqlite import SQLiteStore
+
+    path = tmp_path / "s" / "ztf.time.sqlite"
+    path.parent.mkdir()
+    half = sqlite3.connect(path)
+    half.execute("PRAGMA journal_mode=WAL")
+    half.close()
+    store = SQLiteStore(path.parent)
+    with pytest.raises(StoreError, match="left half-made.*run the push again"):
+        store.table("ztf.time")
+    table = store.ensure_table("ztf.time", ["i", "d"])
+    table.put(b"k", {b"i:a": b"1"})
+    assert list(SQLiteStore(path.parent).table("ztf.time").scan()) == [(b"k", {b"i:a": b"1"})]
+    (path.parent / "ztf.bad.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="not a readable SQLite database.*restore it"):
+        store.ensure_table("ztf.bad", ["i"])
+    assert (path.parent / "ztf.bad.sqlite").exists()
+
+
+def test_one_writer_per_table(tmp_path):
+    """A second process writing a table of the embedded store is refused at once, naming the
+    first; the lock goes with the process that held it, even killed."""
+    import os
+
+    path = str(tmp_path / "s")
+    store = open_store(path)
+    store.create_table("t", ["i"])
+    ready, release = multiprocessing.get_context("fork").Event(), multiprocessing.get_context("fork").Event()
+
+    def hold():
+        with open_store(path).writing(["t"], "bin/fink_push, night 2024-01-15"):
+            ready.set()
+            release.wait(30)
+        os._exit(0)
+
+    proc = multiprocessing.get_context("fork").Process(target=hold)
+    proc.start()
+    assert ready.wait(30)
+    with pytest.raises(StoreError, match=r"table t is being written by pid \d+ on .*night 2024-01-15"):
+        with store.writing(["t"], "another push"):
+            pass
+    proc.kill()
+    proc.join()
+    with store.writing(["t"], "another push"):   # the killed holder's lock is gone
+        with store.writing(["t"], "the same push, again"):   # and a holder may nest
+            store.table("t").put(b"k", {b"i:q": b"v"})
+
+
+@pytest.mark.parametrize("trouble, words", [
+    ("PRAGMA max_page_count=3", "disk of .* is full: free space, or move the store"),
+    ("PRAGMA query_only=1", "read-only for this process: give write access"),
+])
+def test_store_failures_name_the_table_and_the_fix(tmp_path, monkeypatch, trouble, words):
+    from fink_ingest.store.sqlite import SQLiteStore
+
+    store = open_store(str(tmp_path / "s"))
+    store.create_table("ztf.sky", ["i"])
+    store.table("ztf.sky").put(b"first", {b"i:q": b"x"})
+    connect = SQLiteStore.connect
+
+    def troubled(path):
+        conn = connect(path)
+        conn.execute(trouble)
+        return conn
+
+    monkeypatch.setattr(SQLiteStore, "connect", staticmethod(troubled))
+    table = SQLiteStore(tmp_path / "s").table("ztf.sky")
+    with pytest.raises(StoreError, match=rf"table ztf.sky: put of 2000 rows from 'k0000'.*{words}"):
+        table.put_batch([(f"k{i:04d}".encode(), {b"i:q": b"x" * 2000}) for i in range(2000)])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +26,10 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from fink_ingest import datalake, paths, schemarow
+from fink_ingest import datalake, journal, paths, schemarow
 from fink_ingest.errors import FinkIngestError, InputError, LayoutError, StoreError
 from fink_ingest.push.stage import stage_alerts, stage_history
+from fink_ingest.report import FILE_ONLY
 from fink_ingest.push.write import LOSSES, open_tables, write_staged
 from fink_ingest.tables import BUILDERS
 
@@ -73,25 +75,53 @@ def push_night(spark, config, store, night, tables=None, run_dir=None, rebuildin
     """
     t0 = time.time()
     names = list(tables or BUILDERS)
-    open_tables(store, [BUILDERS[n] for n in names], config, pending_ok=rebuilding)
-    run_dir = Path(run_dir or Path(config.work_dir) / "runs" / f"{paths.night_tag(night)}-{int(t0)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    open_tables(store, [BUILDERS[n] for n in names], config, rebuilding=rebuilding)
+    run_dir = Path(run_dir or Path(config.work_dir) / "runs" / f"{paths.night_tag(night)}-{int(t0)}-{os.getpid()}")
     directory = paths.night_dir(config.datalake, night)
     files = datalake.list_night(spark, directory)
+    run_dir.mkdir(parents=True, exist_ok=True)
     summary = {"night": f"{night:%Y-%m-%d}", "partition": directory, "run_dir": str(run_dir),
                "files_read": len(files.good), "files_rejected": files.rejected, "alerts_read": 0,
                "rows_rejected": 0, "duplicates": 0, "distinct_alerts": 0, "rows_expected": {},
-               "rows_written": {}, "rows_skipped": {}, "seconds": {},
+               "rows_written": {}, "rows_skipped": {}, "schema": {}, "seconds": {},
                "main_table": BUILDERS["main"].table_name(config.table_prefix)}
-    for name in names:
-        BUILDERS[name].reset(files.row_groups)
+    table_names = [BUILDERS[n].table_name(config.table_prefix) for n in names]
+    try:
+        with store.writing(table_names, f"bin/fink_push, night {night:%Y-%m-%d}"):
+            _check_space(store, config, files, run_dir, night)
+            for name in names:
+                BUILDERS[name].reset(files.row_groups)
+            _read_and_push(spark, config, store, files, names, run_dir, summary, night)
+    except BaseException as exc:  # the summary says what happened, whatever happened
+        summary["seconds"]["total"] = round(time.time() - t0, 2)
+        summary["problems"] = [f"failed: {type(exc).__name__}: {datalake.first_line(exc)}"]
+        summary["ok"] = False
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        raise
+    finally:
+        shutil.rmtree(run_dir / "staging", ignore_errors=True)
+    summary["seconds"]["total"] = round(time.time() - t0, 2)
+    summary["problems"] = reconcile(summary, files.footer_rows)
+    summary["ok"] = not summary["problems"]
+    for problem in summary["problems"]:
+        log.error("night %s: %s", summary["night"], problem, extra=FILE_ONLY)  # the summary prints them
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _read_and_push(spark, config, store, files, names, run_dir, summary, night):
+    """Read the night's good files and push them; a file Spark cannot read is set aside and
+    the night pushed again without it (writes are idempotent)."""
     while True:
         alerts = datalake.read_alerts(spark, files)
         if alerts is None:
-            break
+            return
+        hidden = files.hidden_columns(alerts.columns)
+        if hidden:
+            summary["columns_not_read"] = hidden
         try:
             _push_alerts(config, store, alerts, names, run_dir, summary, night)
-            break
+            return
         except StoreError as exc:  # the store gave up (retries spent): say which night
             raise StoreError(f"night {night:%Y-%m-%d}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - only a failure naming a night file is handled
@@ -105,13 +135,41 @@ def push_night(spark, config, store, night, tables=None, run_dir=None, rebuildin
             summary["files_rejected"] = files.rejected
             for name in names:
                 BUILDERS[name].reset(files.row_groups)
-    summary["seconds"]["total"] = round(time.time() - t0, 2)
-    summary["problems"] = reconcile(summary, files.footer_rows)
-    summary["ok"] = not summary["problems"]
-    for problem in summary["problems"]:
-        log.error("night %s: %s", summary["night"], problem)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+
+
+# Free space a night needs, per byte of its input columns (compressed, stamps left out, as
+# the footers give them): the store grew by 1.15 of them on the real night 2024-01-15 (every
+# table) and by 1.46 on a scaled 1M-alert night (alert tables); the staged files, written
+# uncompressed and removed after the night, take about 2. Both with a margin.
+STORE_BYTES_PER_INPUT_BYTE = 2.0
+STAGING_BYTES_PER_INPUT_BYTE = 3.0
+
+
+def _check_space(store, config, files, run_dir, night):
+    """Refuse a night the free disk cannot hold (store and staging), before reading it.
+
+    Raises
+    ------
+    StoreError
+        Naming the night, the directories, the space needed and free, and what to do.
+    """
+    input_bytes = files.input_bytes(leave_out=set(config.survey.cutout_columns))
+    store_dir = store.local_directory()
+    if input_bytes is None or store_dir is None:
+        return  # a remote store (HBase) or footers pyarrow cannot read: nothing to estimate
+    needs = {Path(store_dir): input_bytes * STORE_BYTES_PER_INPUT_BYTE,
+             Path(run_dir): input_bytes * STAGING_BYTES_PER_INPUT_BYTE}
+    by_device = {}
+    for path, need in needs.items():
+        device = os.stat(path).st_dev
+        by_device.setdefault(device, [path, 0.0])[1] += need
+    for path, need in by_device.values():
+        free = shutil.disk_usage(path).free
+        if free < need:
+            raise StoreError(
+                f"night {night:%Y-%m-%d}: about {need / 1e9:.2f} GB must be free on the disk of {path} (store "
+                f"{store_dir}, staging {run_dir}), estimated from {input_bytes / 1e9:.2f} GB of input; "
+                f"{free / 1e9:.2f} GB free: free space, or give --store/--work-dir on another disk")
 
 
 def _push_alerts(config, store, alerts, names, run_dir, summary, night):
@@ -130,7 +188,7 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
         times = F.col(f"`{history}`.jd")
         aggregates += [F.sum(F.when(reason.isNull(), F.coalesce(F.size(times), F.lit(0)))).alias("entries"),
                        F.sum(F.when(reason.isNull(), F.coalesce(
-                           F.size(F.filter(times, lambda t: t.isNull())), F.lit(0)))).alias("no_time")]
+                           F.size(F.filter(times, lambda t: datalake.bad_time(t, survey))), F.lit(0)))).alias("no_time")]
     counts = checked.agg(*aggregates).first().asDict()
     summary["seconds"]["count"] = round(time.time() - t_count, 2)
     log.info("counted %d alerts in %.1f s", counts["read"], time.time() - t_count)
@@ -184,6 +242,9 @@ def _record(summary, writers):
         summary["rows_written"][w.name] = w.written
         summary["rows_skipped"][w.name] = dict(w.skipped)
         summary["seconds"][w.name] = round(w.seconds, 2)
+        notes = {k: v for k, v in w.notes.items() if v}
+        if notes:
+            summary["schema"][w.name] = notes
         if w.store_seconds:
             summary.setdefault("store_seconds", {})[w.name] = round(w.store_seconds, 2)
         log.info("%s: %d of %d rows written (%.1f s encode + write)", w.name, w.written, w.expected, w.seconds)
@@ -230,9 +291,16 @@ def reconcile(summary, footer_rows=None):
             if skipped.get(reason):
                 problems.append(f"{table}: {skipped[reason]} row(s) {reason} (a defect: report it with the "
                                 "run's push.log)")
+    for uri, columns in summary.get("columns_not_read", {}).items():
+        problems.append(f"{uri.rsplit('/', 1)[-1]}: columns {columns} are in the file but Spark did not read them "
+                        "(its Spark schema metadata, org.apache.spark.sql.parquet.row.metadata, omits them): "
+                        "rewrite the file without that metadata, then push the night again")
+    for table, notes in summary.get("schema", {}).items():
+        for column, why in notes.get("set_aside", {}).items():
+            problems.append(f"{table}: column {column} set aside: {why}")
     history = summary.get("history", {})
     if history.get("rejected"):
-        problems.append(f"{history['rejected']} history entries without a time set aside in "
+        problems.append(f"{history['rejected']} history entries without a valid time set aside in "
                         f"{history.get('rejects_file')}: correct them upstream and push the night again")
     return problems
 
@@ -281,31 +349,26 @@ def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False)
         summary["rows_deleted"] = {name: len(keys)}
         summaries.append(summary)
     if all_nights:
-        _complete(tables, config)
+        _complete(tables, config, store)
     return summaries
 
 
 def _recreate(store, config, kinds, command):
-    """Drop and recreate tables for a whole rebuild, each marked pending until ``_complete``
-    (a rebuild cut short leaves them refused, naming ``command``, never half-filled and
-    taken as whole). Returns kind -> table."""
-    survey = config.survey
+    """Drop and recreate tables for a whole rebuild, recorded in the journal until
+    ``_complete`` (a rebuild cut short leaves them refused, naming ``command``, never
+    half-filled and taken as whole). Returns kind -> table."""
+    journal.begin(store, config, kinds, command)
     for kind in kinds:
         name = BUILDERS[kind].table_name(config.table_prefix)
         if name in store.tables():
             store.drop_table(name)
             log.info("%s dropped, to be rebuilt from every night (%s)", name, command)
-    tables = open_tables(store, [BUILDERS[k] for k in kinds], config)
-    for kind, table in tables.items():
-        schemarow.mark_pending(table, survey.schema_version, BUILDERS[kind].families_for(survey)[0], command)
-    return tables
+    return open_tables(store, [BUILDERS[k] for k in kinds], config, rebuilding=True)
 
 
-def _complete(tables, config):
-    """Clear the pending marks of ``_recreate``."""
-    survey = config.survey
-    for kind, table in tables.items():
-        schemarow.clear_pending(table, survey.schema_version, BUILDERS[kind].families_for(survey)[0])
+def _complete(tables, config, store):
+    """Remove the journal rows of ``_recreate``: the tables are whole again."""
+    journal.end(store, config, list(tables))
 
 
 def stale_tables(store, config, kinds=None):
@@ -318,10 +381,15 @@ def stale_tables(store, config, kinds=None):
         Builder kind -> the ``LayoutError`` message naming the table and the upgrade.
     """
     survey, present = config.survey, set(store.tables())
+    pending = journal.pending(store, config)
     out = {}
     for kind in BUILDERS if kinds is None else kinds:
         b = BUILDERS[kind]
         name = b.table_name(config.table_prefix)
+        if kind in pending:
+            out[kind] = (f"table {name}: being rebuilt whole, or its rebuild was cut short; run "
+                         f"`{pending[kind]}` (again) to complete it")
+            continue
         if name not in present:
             continue
         try:
@@ -383,5 +451,5 @@ def upgrade(spark, config, store, run_dir, nights=None):
                                         rebuilding=True))
         except InputError as exc:  # a partition without a readable file: nothing of it was stored
             log.warning("%s: skipped (%s)", night, exc)
-    _complete(tables, config)
+    _complete(tables, config, store)
     return kinds, summaries

@@ -83,7 +83,7 @@ def stage_alerts(config, valid, builders, run_dir, summary, max_files=None):
 
 def stage_history(config, valid, run_dir, summary, counts, builders, max_files=None):
     """Stage the history entries of the night's alerts (explode, set aside entries without a
-    time, keep those a history table keeps, sort by objectId and time); returns
+    valid time, keep those a history table keeps, sort by objectId and time); returns
     (directory, types, sort columns), or None if the night has no history. The tables pack
     them into rows (``tables.history``)."""
     survey = config.survey
@@ -104,12 +104,15 @@ def stage_history(config, valid, run_dir, summary, counts, builders, max_files=N
         types[f"{fam}:{f}"] = type_name(dt)
     entries = exploded.select(*cols)
     jd = F.col(f"`{fam}:jd`")
+    bad = datalake.bad_time(jd, survey)
     if history["rejected"]:
         target = run_dir / "rejects_history"
-        (entries.filter(jd.isNull()).withColumn(datalake.REASON, F.lit(f"history entry without {fam}:jd"))
-         .write.mode("overwrite").parquet(str(target)))
+        why = (F.when(jd.isNull() | F.isnan(jd), F.lit(f"history entry without {fam}:jd"))
+               .otherwise(F.concat(F.lit(f"history entry {fam}:jd out of the survey's time range "
+                                         f"[{survey.time_min}, {survey.time_max}): "), jd.cast("string"))))
+        entries.filter(bad).withColumn(datalake.REASON, why).write.mode("overwrite").parquet(str(target))
         history["rejects_file"] = str(target)
-        log.warning("%d history entries without a time set aside in %s", history["rejected"], target)
+        log.warning("%d history entries without a valid time set aside in %s", history["rejected"], target)
     staged_dir = run_dir / "staging" / "history"
     # only entries some history table keeps are staged (the tables' rules, in Spark)
     kept = F.lit(False)
@@ -117,7 +120,7 @@ def stage_history(config, valid, run_dir, summary, counts, builders, max_files=N
         kept = kept | table.spark_filter(survey)
     unique = [history_tables.OBJECT, f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
                                                      if survey.history_detection_id in fields else [])
-    staged = entries.filter(jd.isNotNull() & kept)
+    staged = entries.filter(~bad & kept)
     # sorted by objectId and time, so that each batch packs into rows (and repeats are adjacent)
     (at_most(staged, max_files).sortWithinPartitions(*[F.col(f"`{u}`") for u in unique])
      .write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))

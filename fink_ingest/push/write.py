@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from fink_ingest import cells as cellcodec
-from fink_ingest import schemarow
-from fink_ingest.errors import StoreError
+from fink_ingest import journal, schemarow
+from fink_ingest.errors import SchemaError, StoreError
 from fink_ingest.push.merge import (merged_batches, present_columns, put_batches, read_ahead,
                                     staged_file, _Pieces)
 from fink_ingest.tables.base import DERIVED_CLASS, Rows
@@ -41,14 +41,20 @@ NO_CELLS = "row without any cell: not storable"
 LOSSES = (REPEATED_KEY, NO_CELLS)
 
 
-def open_tables(store, builders, config, pending_ok=False):
+def open_tables(store, builders, config, rebuilding=False):
     """Create or check every table a push will write, before the night is read.
 
     Each table is created if missing, and its key layout checked and recorded in its schema
-    row (``schemarow.check_layout``): a table written with another layout stops the push here,
-    in seconds, naming the upgrade command.
+    row (``schemarow.check_layout``): a table written with another layout, or whose whole
+    rebuild has not finished (``journal``), stops the push here, naming the command to run.
 
-    ``pending_ok`` accepts tables marked as being rebuilt whole (the rebuild's own pushes).
+    Parameters
+    ----------
+    store : fink_ingest.store.base.Store
+    builders : list of fink_ingest.tables.base.TableBuilder
+    config : fink_ingest.config.Config
+    rebuilding : bool
+        The push is part of a whole rebuild (its tables are in the journal, on purpose).
 
     Returns
     -------
@@ -58,15 +64,18 @@ def open_tables(store, builders, config, pending_ok=False):
     Raises
     ------
     LayoutError
-        If a table holds rows of another key layout.
+        If a table holds rows of another key layout, or is being rebuilt whole.
     """
     survey = config.survey
+    pending = {} if rebuilding else journal.pending(store, config)
     out = {}
     for b in builders:
+        name = b.table_name(config.table_prefix)
+        if b.kind in pending:
+            journal.check(store, config, b.kind, name)
         families = b.families_for(survey)
-        table = store.ensure_table(b.table_name(config.table_prefix), families, b.compression)
-        schemarow.check_layout(table, survey.schema_version, families[0], b.key_layout(survey), b.kind,
-                               write=True, pending_ok=pending_ok)
+        table = store.ensure_table(name, families, b.compression)
+        schemarow.check_layout(table, survey.schema_version, families[0], b.key_layout(survey), b.kind, write=True)
         out[b.kind] = table
     return out
 
@@ -178,7 +187,7 @@ class _TableWriter:
         types = builder.cell_types(staged_types, config.survey)
         derived = set(types) - set(staged_types)
         stored = schemarow.read(self.table, self.survey.schema_version)
-        self.types, changed = schemarow.reconcile(stored, types, present | derived)
+        self.types, changed, self.notes = schemarow.reconcile(stored, types, present | derived)
         schemarow.put(self.table, self.survey.schema_version, changed)
         self.expected = 0
         self.written = 0
@@ -200,13 +209,18 @@ class _TableWriter:
         types = self.types
         if rows.types:
             stored = schemarow.read(self.table, self.survey.schema_version)
-            types, changed = schemarow.reconcile(stored, rows.types, set(rows.types))
+            types, changed, notes = schemarow.reconcile(stored, rows.types, set(rows.types))
             schemarow.put(self.table, self.survey.schema_version, changed)
+            with self._lock:
+                merge_notes(self.notes, notes)
         rows = settle(rows, types)
         with self._lock:
             self.expected += rows.expected
             self.skipped.update(rows.skipped)
-        columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
+        columns, set_aside = encode_cells(rows, types)
+        if set_aside:
+            with self._lock:
+                merge_notes(self.notes, {"set_aside": set_aside})
         prepared = self.table.prepare_arrow(rows.keys, columns) if len(rows.keys) else None
         with self._lock:
             self.seconds += time.time() - t0
@@ -224,6 +238,36 @@ class _TableWriter:
             self.written += self.table.write_prepared(prepared)
         with self._lock:
             self.seconds += time.time() - t0
+
+
+def encode_cells(rows, types):
+    """Encode the cells of ``Rows`` with the table's types.
+
+    Returns
+    -------
+    (dict of str to pyarrow.BinaryArray, dict of str to str)
+        Encoded columns; columns set aside, with why: values the recorded type cannot hold
+        exactly (e.g. fractions in an integer column), never written cast or truncated.
+    """
+    columns, set_aside = {}, {}
+    for name, values in rows.cells.items():
+        if name not in types:
+            continue
+        try:
+            columns[name] = cellcodec.encode(values, types[name])
+        except SchemaError as exc:
+            set_aside[name] = f"stored as {types[name]}, values of this night do not fit it ({exc}); not written"
+    return columns, set_aside
+
+
+def merge_notes(into, notes):
+    """Add schema notes (``schemarow.reconcile``'s) into a table's notes, in place."""
+    for key, value in notes.items():
+        if isinstance(value, list):
+            into.setdefault(key, [])
+            into[key] += [v for v in value if v not in into[key]]
+        else:
+            into.setdefault(key, {}).update(value)
 
 
 class _Unmerged:
@@ -294,7 +338,7 @@ def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None
         remote = _open(url)
         tables = {name: remote.bare_table(name) for _, name, _ in plan}
         written, skipped, seconds = collections.Counter(), collections.Counter(), collections.Counter()
-        expected = collections.Counter()
+        expected, notes = collections.Counter(), collections.defaultdict(dict)
         for batch in batches:
             for start in range(0, batch.num_rows, put_rows):
                 part = batch.slice(start, put_rows)
@@ -307,7 +351,8 @@ def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None
                     expected[name] += rows.expected
                     skipped.update({f"{name}\t{k}": v for k, v in rows.skipped.items()})
                     if len(rows.keys):
-                        columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
+                        columns, set_aside = encode_cells(rows, types)
+                        notes[name].update(set_aside)
                         t1 = time.time()
                         written[name] += tables[name].put_arrow(rows.keys, columns)
                         seconds[f"{name}\tstore"] += time.time() - t1
@@ -318,7 +363,8 @@ def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None
             "seconds": [float(seconds[n]) for n in names],
             "store_seconds": [float(seconds[f"{n}\tstore"]) for n in names],
             "skipped": [json.dumps({k.split("\t", 1)[1]: v for k, v in skipped.items() if k.startswith(n + "\t")})
-                        for n in names]})
+                        for n in names],
+            "set_aside": [json.dumps(notes[n]) for n in names]})
 
     frame = spark.read.parquet(str(staged_dir))
     if sort_by and any(w.builder.merges for w in writers):
@@ -328,7 +374,7 @@ def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None
                  .sortWithinPartitions(*[F.col(f"`{c}`") for c in sort_by]))
     try:
         result = frame.mapInArrow(write_partition, "table string, expected long, written long, seconds double, "
-                                                    "store_seconds double, skipped string").collect()
+                                                    "store_seconds double, skipped string, set_aside string").collect()
     except Exception as exc:  # noqa: BLE001 - a task's StoreError arrives wrapped by Spark
         found = re.search(r"StoreError: (.+)", str(exc))
         if found is None:
@@ -342,3 +388,4 @@ def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None
         w.seconds += row["seconds"]
         w.store_seconds += row["store_seconds"]
         w.skipped.update(json.loads(row["skipped"]))
+        merge_notes(w.notes, {"set_aside": json.loads(row["set_aside"])})

@@ -18,7 +18,7 @@ import re
 import pandas as pd
 import pyarrow as pa
 
-from fink_ingest import healpix, rowkeys, schemarow
+from fink_ingest import healpix, journal, rowkeys, schemarow
 from fink_ingest.errors import QueryError
 from fink_ingest.read.decode import decode_rows, history_entries, jd_of
 from fink_ingest.read.sky import cone_ranges, separation_deg
@@ -62,7 +62,11 @@ class Reader:
             If the table was written with another key layout (or is being rebuilt whole).
         """
         name = self.table_name(kind)
-        if name not in self.store.tables():
+        tables = self.store.tables()
+        if journal.table_name(self.config) in tables:
+            journal.check(self.store, self.config, kind, name)
+            self._checked.pop(kind, None)  # a table rebuilt whole is checked again once done
+        if name not in tables:
             return None
         table = self.store.table(name)
         if not self._checked.get(kind):

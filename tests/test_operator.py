@@ -5,6 +5,7 @@ import json
 import os
 import time
 
+import pytest
 
 from fink_ingest import runs
 from fink_ingest.cli import main
@@ -103,3 +104,23 @@ def test_verbose_shows_the_traceback(tmp_path, capsys, monkeypatch):
                          "--verbose"])
     assert code == 1 and "Traceback" in capsys.readouterr().err
 
+
+
+def test_a_night_the_disk_cannot_hold_is_refused_before_it_is_read(spark, datasim, tmp_path, monkeypatch):
+    import shutil
+
+    from fink_ingest import paths
+    from fink_ingest.errors import StoreError
+    from fink_ingest.push import push_night
+    from fink_ingest.store import open_store
+    from conftest import make_config
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=2_000_000))
+    config = make_config(datasim / "ztf" / "archive", tmp_path / "s", tmp_path / "w")
+    t0 = time.monotonic()
+    with pytest.raises(StoreError, match=r"night 2024-01-15: about 1\d\.\d MB must be free on the disk of .*"
+                                         r"estimated from 3\.\d MB of input; 2\.0 MB free: free space"):
+        push_night(spark, config, open_store(config.store), paths.parse_night("2024-01-15"))
+    assert time.monotonic() - t0 < 10
+    assert open_store(config.store).table("ztf").count() == 1   # nothing but the schema row

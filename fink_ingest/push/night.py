@@ -167,9 +167,14 @@ def _check_space(store, config, files, run_dir, night):
         free = shutil.disk_usage(path).free
         if free < need:
             raise StoreError(
-                f"night {night:%Y-%m-%d}: about {need / 1e9:.2f} GB must be free on the disk of {path} (store "
-                f"{store_dir}, staging {run_dir}), estimated from {input_bytes / 1e9:.2f} GB of input; "
-                f"{free / 1e9:.2f} GB free: free space, or give --store/--work-dir on another disk")
+                f"night {night:%Y-%m-%d}: about {_size(need)} must be free on the disk of {path} (store "
+                f"{store_dir}, staging {run_dir}), estimated from {_size(input_bytes)} of input; "
+                f"{_size(free)} free: free space, or give --store/--work-dir on another disk")
+
+
+def _size(n):
+    """Bytes as text an operator reads at a glance (``3.4 MB``, ``1.20 GB``)."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def _push_alerts(config, store, alerts, names, run_dir, summary, night):

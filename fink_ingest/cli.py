@@ -10,7 +10,7 @@ import logging
 import shlex
 import sys
 
-from fink_ingest import paths, report, runs
+from fink_ingest import paths, report, runs, workdir
 from fink_ingest.config import load_config
 from fink_ingest.errors import FinkIngestError, StoreError
 from fink_ingest.preflight import preflight
@@ -83,20 +83,21 @@ def main(spark_factory, argv=None):
             raise FinkIngestError("--all-nights goes with --rebuild TABLE")
         if args.upgrade and (args.rebuild or args.tables):
             raise FinkIngestError("--upgrade goes alone: it rebuilds every table on an older layout")
-        run_dir = runs.claim_run_dir(config.work_dir)
+        run = runs.claim_run_dir(config.work_dir)
     except FinkIngestError as exc:
         print(f"fink_push: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"fink_push: error: work directory {config.work_dir}: {exc.strerror}: give write access, or choose "
-              "another --work-dir", file=sys.stderr)
+        print(f"fink_push: error: work directory {config.work_dir}: {exc.strerror} ({exc.filename}): give write "
+              "access, or choose another --work-dir", file=sys.stderr)
         return 2
-    report.configure_logging(run_dir / "push.log", verbose=args.verbose)
-    log.info("configuration %s; datalake %s; store %s", config.source, config.datalake, config.store)
-    runs.clean_stale_staging(config.work_dir)
-    outcome = {"summaries": [], "missing": [], "store": None}
+    log_file = run.local / "push.log"
+    report.configure_logging(log_file, verbose=args.verbose)
+    log.info("configuration %s; datalake %s; store %s; work directory %s", config.source, config.datalake,
+             config.store, config.work_dir)
+    outcome = {"summaries": [], "missing": [], "store": None, "spark": None}
     try:
-        _run(args, config, spark_factory, nights, tables, run_dir, outcome)
+        _run(args, config, spark_factory, nights, tables, run, outcome)
         error = None
     except KeyboardInterrupt:
         error = "interrupted; run the same command again to complete the nights (nothing is duplicated)"
@@ -110,20 +111,36 @@ def main(spark_factory, argv=None):
         ok = sum(s["ok"] for s in summaries)
         print(f"{len(nights)} nights: {ok} complete, {len(summaries) - ok} incomplete, "
               f"{len(missing)} without a partition (skipped: {', '.join(missing) or 'none'})")
-    (run_dir / "summary.json").write_text(json.dumps({"nights": summaries, "missing": missing,
-                                                      "error": error}, indent=2))
+    (run.local / "summary.json").write_text(json.dumps({"nights": summaries, "missing": missing,
+                                                        "error": error}, indent=2))
+    log_shown = _keep_in_work_dir(outcome["spark"], run)
     if error:
-        print(f"fink_push: error: {error} (log: {run_dir / 'push.log'})", file=sys.stderr)
+        print(f"fink_push: error: {error} (log: {log_shown})", file=sys.stderr)
         return 1
     store = outcome["store"]
-    print(f"store: {config.store} (tables: {', '.join(store.tables())}); log: {run_dir / 'push.log'}")
+    print(f"store: {config.store} (tables: {', '.join(store.tables())}); log: {log_shown}")
     example = _an_object(store, config)
     if example:
         print(f"look at an object: python3 -m fink_ingest.show --store {shlex.quote(config.store)} {example}")
     return 0 if all(s["ok"] for s in summaries) else 1
 
 
-def _run(args, config, spark_factory, nights, tables, run_dir, outcome):
+def _keep_in_work_dir(spark, run):
+    """Copy the run's log and summaries to a work directory on a cluster file system (they
+    are written locally as the run goes); returns where the log is to be read."""
+    log_file = run.local / "push.log"
+    if run.shared_is_local or spark is None:
+        return log_file
+    try:
+        for path in [log_file, *run.local.glob("**/summary.json")]:
+            workdir.upload(spark, path, workdir.join(run.shared, str(path.relative_to(run.local))))
+        return workdir.join(run.shared, "push.log")
+    except Exception as exc:  # noqa: BLE001 - the local copy stays
+        log.warning("log and summaries not copied to %s: %s", run.shared, exc)
+        return log_file
+
+
+def _run(args, config, spark_factory, nights, tables, run, outcome):
     """The command itself: preflight, Spark, then the nights (summaries into ``outcome``)."""
     from fink_ingest import datalake
     from fink_ingest.errors import InputError
@@ -133,24 +150,26 @@ def _run(args, config, spark_factory, nights, tables, run_dir, outcome):
     store = outcome["store"] = open_store(config.store)
     rebuilding = args.upgrade or args.all_nights
     preflight(store, config, [args.rebuild] if args.rebuild else tables, rebuilding=rebuilding)
-    with report.jvm_output_to(run_dir / "push.log", args.verbose):
-        spark = spark_factory(config)
+    with report.jvm_output_to(run.local / "push.log", args.verbose):
+        spark = outcome["spark"] = spark_factory(config)
+    workdir.probe(spark, config.work_dir)
+    runs.clean_stale_staging(config.work_dir, spark)
     if args.all_nights:
         nights[:] = datalake.list_nights(spark, config.datalake)
     if args.upgrade:
-        kinds, summaries = upgrade(spark, config, store, run_dir)
+        kinds, summaries = upgrade(spark, config, store, run)
         outcome["summaries"] += summaries
         nights[:] = [s["night"] for s in summaries]
         print(f"upgrade: {', '.join(kinds) or 'every table is on this layout already; nothing to do'}")
         return
     if args.rebuild:
-        outcome["summaries"] += rebuild(spark, config, store, args.rebuild, nights, run_dir, args.all_nights)
+        outcome["summaries"] += rebuild(spark, config, store, args.rebuild, nights, run, args.all_nights)
         return
     for night in nights:
         outcome["night"] = f"night {night:%Y-%m-%d}"
         try:
             outcome["summaries"].append(push_night(spark, config, store, night, tables,
-                                                   run_dir / paths.night_tag(night)))
+                                                   run.child(paths.night_tag(night))))
         except InputError as exc:
             if len(nights) == 1:
                 raise
@@ -162,7 +181,7 @@ def _run(args, config, spark_factory, nights, tables, run_dir, outcome):
             if len(nights) == 1:
                 raise
             log.error("%s", report.operator_error(exc, outcome["night"]), exc_info=True)
-            written = run_dir / paths.night_tag(night) / "summary.json"
+            written = run.local / paths.night_tag(night) / "summary.json"
             if written.exists():
                 outcome["summaries"].append(json.loads(written.read_text()))
     outcome.pop("night", None)

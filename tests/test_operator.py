@@ -79,15 +79,15 @@ def test_one_writer_per_table_through_the_command(spark, datasim, tmp_path, caps
 
 def test_runs_never_share_a_directory_and_killed_runs_leave_no_staging(tmp_path):
     first, second = runs.claim_run_dir(tmp_path), runs.claim_run_dir(tmp_path)
-    assert first != second and first.name.split("-")[1] == str(os.getpid())
+    assert first.local != second.local and first.local.name.split("-")[1] == str(os.getpid())
     dead = tmp_path / "runs" / "20240101T000000-999999"     # a run killed earlier (no such process)
     (dead / "20240101" / "staging" / "alerts").mkdir(parents=True)
     (dead / "20240101" / "rejects").mkdir()
-    (dead / runs.OWNER).write_text(f"{os.uname().nodename} 999999")
-    (first / "20240101" / "staging").mkdir(parents=True)    # a live run's (this process)
+    (dead / runs.OWNER).write_text(json.dumps({"host": os.uname().nodename, "pid": 999999, "shared": str(dead)}))
+    (first.local / "20240101" / "staging").mkdir(parents=True)    # a live run's (this process)
     removed = runs.clean_stale_staging(tmp_path)
-    assert removed == [dead / "20240101" / "staging"]
-    assert (dead / "20240101" / "rejects").exists() and (first / "20240101" / "staging").exists()
+    assert removed == [str(dead / "20240101" / "staging")]
+    assert (dead / "20240101" / "rejects").exists() and (first.local / "20240101" / "staging").exists()
 
 
 def test_verbose_shows_the_traceback(tmp_path, capsys, monkeypatch):

@@ -22,15 +22,17 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
-from fink_ingest import datalake, journal, paths, schemarow
-from fink_ingest.errors import FinkIngestError, InputError, LayoutError, StoreError
-from fink_ingest.push.stage import stage_alerts, stage_history
+from fink_ingest import datalake, paths, workdir
+from fink_ingest.errors import InputError, StoreError
+from fink_ingest.push import merge
+from fink_ingest.push.checks import check_space, reconcile
+from fink_ingest.push.stage import alert_frame, history_frame, profile, stage
+from fink_ingest.push.write import drive, open_tables, write_from_executors, write_staged, writers
 from fink_ingest.report import FILE_ONLY
-from fink_ingest.push.write import LOSSES, open_tables, write_staged
 from fink_ingest.tables import BUILDERS
 
 log = logging.getLogger(__name__)
@@ -76,11 +78,12 @@ def push_night(spark, config, store, night, tables=None, run_dir=None, rebuildin
     t0 = time.time()
     names = list(tables or BUILDERS)
     open_tables(store, [BUILDERS[n] for n in names], config, rebuilding=rebuilding)
-    run_dir = Path(run_dir or Path(config.work_dir) / "runs" / f"{paths.night_tag(night)}-{int(t0)}-{os.getpid()}")
+    run = workdir.RunDir.of(run_dir) if run_dir is not None else workdir.run_dirs(
+        config.work_dir, f"{paths.night_tag(night)}-{int(t0)}-{os.getpid()}")
     directory = paths.night_dir(config.datalake, night)
     files = datalake.list_night(spark, directory)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"night": f"{night:%Y-%m-%d}", "partition": directory, "run_dir": str(run_dir),
+    run.local.mkdir(parents=True, exist_ok=True)
+    summary = {"night": f"{night:%Y-%m-%d}", "partition": directory, "run_dir": str(run.local),
                "files_read": len(files.good), "files_rejected": files.rejected, "alerts_read": 0,
                "rows_rejected": 0, "duplicates": 0, "distinct_alerts": 0, "rows_expected": {},
                "rows_written": {}, "rows_skipped": {}, "schema": {}, "seconds": {},
@@ -88,28 +91,36 @@ def push_night(spark, config, store, night, tables=None, run_dir=None, rebuildin
     table_names = [BUILDERS[n].table_name(config.table_prefix) for n in names]
     try:
         with store.writing(table_names, f"bin/fink_push, night {night:%Y-%m-%d}"):
-            _check_space(store, config, files, run_dir, night)
+            check_space(store, config, files, run, night)
             for name in names:
                 BUILDERS[name].reset(files.row_groups)
-            _read_and_push(spark, config, store, files, names, run_dir, summary, night)
+            _read_and_push(spark, config, store, files, names, run, summary, night)
     except BaseException as exc:  # the summary says what happened, whatever happened
         summary["seconds"]["total"] = round(time.time() - t0, 2)
         summary["problems"] = [f"failed: {type(exc).__name__}: {datalake.first_line(exc)}"]
         summary["ok"] = False
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (run.local / "summary.json").write_text(json.dumps(summary, indent=2))
         raise
-    finally:
-        shutil.rmtree(run_dir / "staging", ignore_errors=True)
+    finally:  # staging goes whatever the outcome, through the file system it is on
+        _remove_staging(spark, run)
     summary["seconds"]["total"] = round(time.time() - t0, 2)
     summary["problems"] = reconcile(summary, files.footer_rows)
     summary["ok"] = not summary["problems"]
     for problem in summary["problems"]:
         log.error("night %s: %s", summary["night"], problem, extra=FILE_ONLY)  # the summary prints them
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (run.local / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _read_and_push(spark, config, store, files, names, run_dir, summary, night):
+def _remove_staging(spark, run):
+    shutil.rmtree(run.local / "staging-copy", ignore_errors=True)
+    try:
+        workdir.delete(spark, run.spark("staging"))
+    except Exception as exc:  # noqa: BLE001 - a cleanup failure must not hide the night's outcome
+        log.warning("staging %s not removed: %s", run.spark("staging"), datalake.first_line(exc))
+
+
+def _read_and_push(spark, config, store, files, names, run, summary, night):
     """Read the night's good files and push them; a file Spark cannot read is set aside and
     the night pushed again without it (writes are idempotent)."""
     while True:
@@ -120,7 +131,7 @@ def _read_and_push(spark, config, store, files, names, run_dir, summary, night):
         if hidden:
             summary["columns_not_read"] = hidden
         try:
-            _push_alerts(config, store, alerts, names, run_dir, summary, night)
+            _push_alerts(config, store, alerts, names, run, summary, night)
             return
         except StoreError as exc:  # the store gave up (retries spent): say which night
             raise StoreError(f"night {night:%Y-%m-%d}: {exc}") from None
@@ -137,58 +148,22 @@ def _read_and_push(spark, config, store, files, names, run_dir, summary, night):
                 BUILDERS[name].reset(files.row_groups)
 
 
-# Free space a night needs, per byte of its input columns (compressed, stamps left out, as
-# the footers give them): the store grew by 1.15 of them on the real night 2024-01-15 (every
-# table) and by 1.46 on a scaled 1M-alert night (alert tables); the staged files, written
-# uncompressed and removed after the night, take about 2. Both with a margin.
-STORE_BYTES_PER_INPUT_BYTE = 2.0
-STAGING_BYTES_PER_INPUT_BYTE = 3.0
-
-
-def _check_space(store, config, files, run_dir, night):
-    """Refuse a night the free disk cannot hold (store and staging), before reading it.
-
-    Raises
-    ------
-    StoreError
-        Naming the night, the directories, the space needed and free, and what to do.
-    """
-    input_bytes = files.input_bytes(leave_out=set(config.survey.cutout_columns))
-    store_dir = store.local_directory()
-    if input_bytes is None or store_dir is None:
-        return  # a remote store (HBase) or footers pyarrow cannot read: nothing to estimate
-    needs = {Path(store_dir): input_bytes * STORE_BYTES_PER_INPUT_BYTE,
-             Path(run_dir): input_bytes * STAGING_BYTES_PER_INPUT_BYTE}
-    by_device = {}
-    for path, need in needs.items():
-        device = os.stat(path).st_dev
-        by_device.setdefault(device, [path, 0.0])[1] += need
-    for path, need in by_device.values():
-        free = shutil.disk_usage(path).free
-        if free < need:
-            raise StoreError(
-                f"night {night:%Y-%m-%d}: about {_size(need)} must be free on the disk of {path} (store "
-                f"{store_dir}, staging {run_dir}), estimated from {_size(input_bytes)} of input; "
-                f"{_size(free)} free: free space, or give --store/--work-dir on another disk")
-
-
-def _size(n):
-    """Bytes as text an operator reads at a glance (``3.4 MB``, ``1.20 GB``)."""
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
-def _push_alerts(config, store, alerts, names, run_dir, summary, night):
+def _push_alerts(config, store, alerts, names, run, summary, night):
     survey = config.survey
+    spark = alerts.sparkSession
     checked = datalake.with_reason(alerts, survey)
     reason = F.col(datalake.REASON)
     valid_id = F.when(reason.isNull(), datalake.column_of(survey.alert_id))
     valid_oid = F.when(reason.isNull(), datalake.column_of(survey.object_id))
+    builders = [BUILDERS[n] for n in names]
+    alert_builders = [b for b in builders if b.source == "alerts"]
+    history_builders = [b for b in builders if b.source == "history"]
     t_count = time.time()
     aggregates = [F.count(F.lit(1)).alias("read"), F.count(reason).alias("rejected"),
                   F.count(valid_id).alias("valid"), F.countDistinct(valid_id).alias("distinct"),
                   F.countDistinct(valid_oid).alias("objects")]
     history = survey.history_column
-    if any(BUILDERS[n].source == "history" for n in names) and history in checked.schema.names:
+    if history_builders and history in checked.schema.names:
         # history entries counted here, from the jd leaf alone (nested-column pruning)
         times = F.col(f"`{history}`.jd")
         aggregates += [F.sum(F.when(reason.isNull(), F.coalesce(F.size(times), F.lit(0)))).alias("entries"),
@@ -200,45 +175,131 @@ def _push_alerts(config, store, alerts, names, run_dir, summary, night):
     summary.update(alerts_read=counts["read"], rows_rejected=counts["rejected"],
                    duplicates=counts["valid"] - counts["distinct"], distinct_alerts=counts["distinct"])
     if counts["rejected"]:
-        rejects = run_dir / "rejects"
-        checked.filter(reason.isNotNull()).write.mode("overwrite").parquet(str(rejects))
-        summary["rejects_file"] = str(rejects)
-        log.warning("%d rows set aside with a reason in %s", counts["rejected"], rejects)
+        summary["rejects_file"] = _set_aside(spark, checked.filter(reason.isNotNull()), run.spark("rejects"),
+                                             counts["rejected"], "rows", run)
     valid = checked.filter(reason.isNull()).drop(datalake.REASON)
     if summary["duplicates"]:  # the shuffle of whole rows is paid only by nights that need it
         valid = (valid.withColumn("__alert_id", datalake.column_of(survey.alert_id))
                  .dropDuplicates(["__alert_id"]).drop("__alert_id"))
-    builders = [BUILDERS[n] for n in names]
     if "statistics" in names:
         BUILDERS["statistics"].objects = counts["objects"]
-    alert_builders = [b for b in builders if b.source == "alerts"]
-    history_builders = [b for b in builders if b.source == "history"]
-    history_staged = None
-    # the driver merges the staged files into one key order, at most MERGE_FILES at a time:
-    # staged in at most that many files, every night is written in one order, whatever its size
-    from fink_ingest.push import merge
+    if history_builders:
+        summary["history"] = {"entries": counts.get("entries") or 0, "rejected": counts.get("no_time") or 0}
+    if store.executor_writes:
+        _from_executors(config, store, valid, alert_builders, history_builders, run, summary, night)
+    else:
+        _from_driver(config, store, valid, alert_builders, history_builders, run, summary, night, counts)
 
-    max_files = None if store.executor_writes else merge.MERGE_FILES
+
+def _set_aside(spark, rows, location, expected, what, run):
+    """Write rows set aside (with their reason) where the run keeps them, and check the driver
+    sees them all there (on a cluster, a work directory the nodes do not share would scatter
+    them over the executors' disks). Returns the location."""
+    rows.write.mode("overwrite").parquet(location)
+    seen = spark.read.parquet(location).count()
+    if seen != expected:
+        raise InputError(_not_shared(run, f"{expected} rejected {what}", seen))
+    log.warning("%d %s set aside with a reason in %s", expected, what, location)
+    return location
+
+
+def _not_shared(run, what, seen):
+    return (f"the executors wrote {what} under the work directory ({run.shared}) but the driver sees {seen}: "
+            "on a cluster the work directory must be one every node shares (hdfs://..., s3a://..., or a mount "
+            "common to all nodes): give --work-dir such a URI; nothing was written for this night")
+
+
+def _staged_files(spark, run, name, expected):
+    """Local files of what Spark staged as ``name`` (copied from the work directory's file
+    system when it is not local), checked to hold the ``expected`` rows before anything is
+    written: a silent empty night is impossible.
+
+    Raises
+    ------
+    InputError
+        If the driver sees other than ``expected`` rows; nothing is written for the night.
+    """
+    location = run.spark("staging", name)
+    if run.shared_is_local:
+        files = sorted(str(p) for p in workdir.local_path(location).glob("*.parquet"))
+    else:
+        files = workdir.copy_to_local(spark, location, run.local / "staging-copy" / name)
+    seen = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if seen != expected:
+        raise InputError(_not_shared(run, f"{expected} staged rows ({name})", seen))
+    return files
+
+
+def _from_driver(config, store, valid, alert_builders, history_builders, run, summary, night, counts):
+    """The embedded store: Spark stages the night in the work directory (at most MERGE_FILES
+    files, each sorted), the driver merges them into one key order and writes every table;
+    the history is staged while the driver writes the alert tables."""
+    spark = valid.sparkSession
+    # staged in at most MERGE_FILES files, every night is written in one order, whatever its size
+    max_files = merge.MERGE_FILES
+
+    def stage_history():
+        t1 = time.time()
+        frames = history_frame(config, valid, history_builders)
+        if frames is None:
+            summary["history"] = {"entries": 0, "rejected": 0, "staged": 0}
+            return None
+        entries, rejected, types, sort_by = frames
+        if summary["history"]["rejected"]:
+            summary["history"]["rejects_file"] = _set_aside(spark, rejected, run.spark("rejects_history"),
+                                                            summary["history"]["rejected"], "history entries", run)
+        summary["history"]["staged"] = stage(entries, run.spark("staging", "history"), sort_by, max_files)
+        files = _staged_files(spark, run, "history", summary["history"]["staged"])
+        summary["seconds"]["history_staging"] = round(time.time() - t1, 2)
+        log.info("history staged (%d entries) in %.1f s", summary["history"]["staged"], time.time() - t1)
+        return files, types, sort_by
+
     with ThreadPoolExecutor(max_workers=1) as spark_thread:
+        history_staged = spark_thread.submit(stage_history) if history_builders else None
         if alert_builders:
-            staged_dir, staged_types, sort_by = stage_alerts(config, valid, alert_builders, run_dir, summary,
-                                                             max_files)
-            if history_builders:  # Spark stages the history while the driver writes the alerts
-                history_staged = spark_thread.submit(stage_history, config, valid, run_dir, summary, counts,
-                                                     history_builders, max_files)
-            _record(summary, write_staged(store, alert_builders, staged_dir, staged_types, config, night,
-                                          valid.sparkSession, sort_by))
-            shutil.rmtree(staged_dir, ignore_errors=True)
-        elif history_builders:
-            history_staged = spark_thread.submit(stage_history, config, valid, run_dir, summary, counts,
-                                                 history_builders, max_files)
+            t1 = time.time()
+            frame, types, sort_by = alert_frame(config, valid, alert_builders)
+            files = _staged_files(spark, run, "alerts", stage(frame, run.spark("staging", "alerts"), sort_by, max_files))
+            summary["seconds"]["staging"] = round(time.time() - t1, 2)
+            log.info("night staged (%d columns) in %.1f s", len(types), time.time() - t1)
+            _record(summary, write_staged(store, alert_builders, files, types, config, night, sort_by))
         if history_staged is not None:
             staged = history_staged.result()
             if staged is not None:
-                staged_dir, types, sort_by = staged
-                _record(summary, write_staged(store, history_builders, staged_dir, types, config, night,
-                                              valid.sparkSession, sort_by))
-                shutil.rmtree(staged_dir, ignore_errors=True)
+                files, types, sort_by = staged
+                _record(summary, write_staged(store, history_builders, files, types, config, night, sort_by))
+
+
+def _from_executors(config, store, valid, alert_builders, history_builders, run, summary, night):
+    """HBase: the executors write every table straight from the night's partitions; nothing
+    is staged and the driver reads no row (it gathers counts, and writes the statistics)."""
+    t1 = time.time()
+    if alert_builders:
+        frame, types, _ = alert_frame(config, valid, alert_builders)
+        stats = [b for b in alert_builders if b.kind == "statistics"]
+        rows, present, by_value = profile(frame, stats[0].counted(config.survey) if stats else ())
+        remote = writers(store, [b for b in alert_builders if b.kind != "statistics"], config, types, present)
+        write_from_executors(store, remote, frame, config)
+        _record(summary, remote)
+        if stats:
+            stats[0].add(rows, by_value, config.survey)
+            here = writers(store, stats, config, types, present)
+            drive(here, [], config, night)
+            _record(summary, here)
+    if history_builders:
+        frames = history_frame(config, valid, history_builders)
+        if frames is None:
+            summary["history"] = {"entries": 0, "rejected": 0, "staged": 0}
+            return
+        entries, rejected, types, sort_by = frames
+        if summary["history"]["rejected"]:
+            summary["history"]["rejects_file"] = _set_aside(valid.sparkSession, rejected, run.spark("rejects_history"),
+                                                            summary["history"]["rejected"], "history entries", run)
+        summary["history"]["staged"], present, _ = profile(entries)
+        remote = writers(store, history_builders, config, types, present)
+        write_from_executors(store, remote, entries, config, sort_by)
+        _record(summary, remote)
+    summary["seconds"]["executor_writes"] = round(time.time() - t1, 2)
 
 
 def _record(summary, writers):
@@ -253,208 +314,3 @@ def _record(summary, writers):
         if w.store_seconds:
             summary.setdefault("store_seconds", {})[w.name] = round(w.store_seconds, 2)
         log.info("%s: %d of %d rows written (%.1f s encode + write)", w.name, w.written, w.expected, w.seconds)
-
-
-def reconcile(summary, footer_rows=None):
-    """What makes a night incomplete, each with what to do (list of str; empty: complete).
-
-    Checks: no file or row set aside; rows read = rows in the file footers; main rows
-    written = distinct alerts; for every table, rows expected = rows written + rows not
-    placed (any reason), and no row lost (``write.LOSSES``); every history entry has a time.
-
-    Parameters
-    ----------
-    summary : dict
-        A night's summary (``push_night``).
-    footer_rows : int, optional
-        Rows the good files' footers hold, if known.
-    """
-    problems = []
-    if summary["files_rejected"]:
-        problems.append(f"{len(summary['files_rejected'])} file(s) set aside "
-                        f"({', '.join(f['file'].rsplit('/', 1)[-1] for f in summary['files_rejected'])}): "
-                        "repair or replace them in the datalake, then push the night again")
-    if summary["rows_rejected"]:
-        problems.append(f"{summary['rows_rejected']} row(s) rejected, each with its reason in "
-                        f"{summary.get('rejects_file')}: correct them upstream and push the night again")
-    if footer_rows is not None and summary["alerts_read"] != footer_rows:
-        problems.append(f"read {summary['alerts_read']} rows but the file footers hold {footer_rows}: "
-                        "rows were lost while reading; push the night again")
-    main = summary["main_table"]
-    if main in summary["rows_written"] and summary["rows_written"][main] != summary["distinct_alerts"]:
-        problems.append(f"{main}: {summary['rows_written'][main]} rows written for "
-                        f"{summary['distinct_alerts']} distinct alerts")
-    for table, expected in summary["rows_expected"].items():
-        written = summary["rows_written"].get(table, 0)
-        skipped = summary["rows_skipped"].get(table, {})
-        unaccounted = expected - written - sum(skipped.values())
-        if unaccounted:
-            problems.append(f"{table}: {expected} rows expected, {written} written and "
-                            f"{sum(skipped.values())} not placed: {unaccounted} unaccounted for (a defect: "
-                            "report it with the run's push.log)")
-        for reason in LOSSES:
-            if skipped.get(reason):
-                problems.append(f"{table}: {skipped[reason]} row(s) {reason} (a defect: report it with the "
-                                "run's push.log)")
-    for uri, columns in summary.get("columns_not_read", {}).items():
-        problems.append(f"{uri.rsplit('/', 1)[-1]}: columns {columns} are in the file but Spark did not read them "
-                        "(its Spark schema metadata, org.apache.spark.sql.parquet.row.metadata, omits them): "
-                        "rewrite the file without that metadata, then push the night again")
-    for table, notes in summary.get("schema", {}).items():
-        for column, why in notes.get("set_aside", {}).items():
-            problems.append(f"{table}: column {column} set aside: {why}")
-    history = summary.get("history", {})
-    if history.get("rejected"):
-        problems.append(f"{history['rejected']} history entries without a valid time set aside in "
-                        f"{history.get('rejects_file')}: correct them upstream and push the night again")
-    return problems
-
-
-def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False):
-    """Rebuild one table for some nights, touching no other table.
-
-    For each night, the table's rows of that night (``TableBuilder.night_keys``) are
-    deleted, then the night is pushed for this table only. With ``all_nights`` the table is
-    dropped and recreated first (what an operator does after changing its layout).
-
-    Parameters
-    ----------
-    spark, config, store
-        As ``push_night``.
-    table_kind : str
-        A key of ``BUILDERS``.
-    nights : list of datetime.date
-    run_dir : Path
-    all_nights : bool
-
-    Returns
-    -------
-    list of dict
-        One summary per night, each with ``rows_deleted``.
-
-    Raises
-    ------
-    LayoutError
-        Without ``all_nights``, if the table was written with another key layout.
-    """
-    builder = BUILDERS[table_kind]
-    name = builder.table_name(config.table_prefix)
-    if all_nights:
-        tables = _recreate(store, config, [table_kind], f"bin/fink_push --rebuild {table_kind} --all-nights")
-        table = tables[table_kind]
-    else:
-        table = open_tables(store, [builder], config)[table_kind]
-    summaries = []
-    for night in nights:
-        keys = builder.night_keys(table, night, config.survey)
-        for key in keys:
-            table.delete(key)
-        summary = push_night(spark, config, store, night, [table_kind], Path(run_dir) / paths.night_tag(night),
-                             rebuilding=all_nights)
-        summary["rows_deleted"] = {name: len(keys)}
-        summaries.append(summary)
-    if all_nights:
-        _complete(tables, config, store)
-    return summaries
-
-
-def _recreate(store, config, kinds, command):
-    """Drop and recreate tables for a whole rebuild, recorded in the journal until
-    ``_complete`` (a rebuild cut short leaves them refused, naming ``command``, never
-    half-filled and taken as whole). Returns kind -> table."""
-    journal.begin(store, config, kinds, command)
-    for kind in kinds:
-        name = BUILDERS[kind].table_name(config.table_prefix)
-        if name in store.tables():
-            store.drop_table(name)
-            log.info("%s dropped, to be rebuilt from every night (%s)", name, command)
-    return open_tables(store, [BUILDERS[k] for k in kinds], config, rebuilding=True)
-
-
-def _complete(tables, config, store):
-    """Remove the journal rows of ``_recreate``: the tables are whole again."""
-    journal.end(store, config, list(tables))
-
-
-def stale_tables(store, config, kinds=None):
-    """Tables of the store written with another key layout than this version's (among
-    ``kinds``, builder names; default every table).
-
-    Returns
-    -------
-    dict of str to str
-        Builder kind -> the ``LayoutError`` message naming the table and the upgrade.
-    """
-    survey, present = config.survey, set(store.tables())
-    pending = journal.pending(store, config)
-    out = {}
-    for kind in BUILDERS if kinds is None else kinds:
-        b = BUILDERS[kind]
-        name = b.table_name(config.table_prefix)
-        if kind in pending:
-            out[kind] = (f"table {name}: being rebuilt whole, or its rebuild was cut short; run "
-                         f"`{pending[kind]}` (again) to complete it")
-            continue
-        if name not in present:
-            continue
-        try:
-            schemarow.check_layout(store.table(name), survey.schema_version, b.families_for(survey)[0],
-                                   b.key_layout(survey), kind)
-        except LayoutError as exc:
-            out[kind] = str(exc)
-    return out
-
-
-def upgrade(spark, config, store, run_dir, nights=None):
-    """Bring every table written with another key layout to this version's, from the datalake.
-
-    The stale tables are dropped, then every night of the datalake is pushed for them (one
-    pass per night for all of them); tables already on this layout are not touched. Before
-    anything is dropped, the nights the store has statistics for must all be in the
-    datalake: an upgrade never drops alerts it cannot write again.
-
-    Parameters
-    ----------
-    spark, config, store
-        As ``push_night``.
-    run_dir : Path
-    nights : list of datetime.date, optional
-        Nights to push; default every night present in the datalake.
-
-    Returns
-    -------
-    (list of str, list of dict)
-        Kinds of the tables upgraded, and one summary per night.
-
-    Raises
-    ------
-    FinkIngestError
-        If the store holds nights whose partitions are missing from the datalake; the
-        message names them (nothing is dropped).
-    """
-    stale = stale_tables(store, config)
-    if not stale:
-        return [], []
-    if nights is None:
-        nights = datalake.list_nights(spark, config.datalake)
-    stats = BUILDERS["statistics"]
-    stats_name = stats.table_name(config.table_prefix)
-    known = stats.nights(store.table(stats_name)) if stats_name in store.tables() else []
-    missing = sorted(set(known) - set(nights))
-    if missing:
-        listed = ", ".join(f"{n:%Y-%m-%d}" for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise FinkIngestError(
-            f"upgrade refused: the store holds {len(missing)} night(s) missing from the datalake "
-            f"{config.datalake} ({listed}); an upgrade rebuilds tables from the datalake and would lose them. "
-            "Restore those partitions, or rebuild table by table with --rebuild TABLE --all-nights")
-    kinds = [k for k in BUILDERS if k in stale]
-    tables = _recreate(store, config, kinds, "bin/fink_push --upgrade")
-    summaries = []
-    for night in nights:
-        try:
-            summaries.append(push_night(spark, config, store, night, kinds, Path(run_dir) / paths.night_tag(night),
-                                        rebuilding=True))
-        except InputError as exc:  # a partition without a readable file: nothing of it was stored
-            log.warning("%s: skipped (%s)", night, exc)
-    _complete(tables, config, store)
-    return kinds, summaries

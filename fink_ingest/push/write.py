@@ -16,7 +16,6 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,7 +26,7 @@ from fink_ingest import journal, schemarow
 from fink_ingest.errors import SchemaError, StoreError
 from fink_ingest.push.merge import (merged_batches, present_columns, put_batches, read_ahead,
                                     staged_file, _Pieces)
-from fink_ingest.tables.base import DERIVED_CLASS, Rows
+from fink_ingest.tables.base import Rows
 
 log = logging.getLogger(__name__)
 # Threads preparing batches for the one writer thread (the store takes one writer).
@@ -277,22 +276,31 @@ class _Unmerged:
         self.rows = rows
 
 
-def write_staged(store, builders, staged_dir, staged_types, config, night, spark=None, sort_by=None):
-    """Stream staged batches into every builder's table.
+def writers(store, builders, config, staged_types, present):
+    """One ``_TableWriter`` per builder: the schema row of each table reconciled with the
+    night's types (``present``: columns with a value this night) before any cell is written.
+
+    Raises
+    ------
+    SchemaError
+        If a column's type cannot be reconciled with a table's schema row.
+    """
+    return [_TableWriter(store, b, config, staged_types, present) for b in builders]
+
+
+def write_staged(store, builders, files, staged_types, config, night, sort_by=None):
+    """Stream staged files into every builder's table from this process (the driver).
 
     Parameters
     ----------
     store : fink_ingest.store.base.Store
     builders : list of fink_ingest.tables.base.TableBuilder
-    staged_dir : Path
-        Parquet files written by Spark.
+    files : list of str
+        Local staged parquet files (Spark's output, or local copies of it).
     staged_types : dict of str to str
         Type of each staged column.
     config : fink_ingest.config.Config
     night : datetime.date
-    spark : pyspark.sql.SparkSession, optional
-        Given, and the store writes from the executors (``store.executor_writes``): the
-        rows are written by a Spark job, one connection per partition.
     sort_by : list of str, optional
         Columns each staged file is sorted by: the driver then writes in one global order
         (``merged_batches``).
@@ -307,30 +315,36 @@ def write_staged(store, builders, staged_dir, staged_types, config, night, spark
     SchemaError
         If a column's type cannot be reconciled with a table's schema row.
     """
-    files = sorted(str(p) for p in Path(staged_dir).glob("*.parquet"))
-    present = present_columns(files)
-    writers = [_TableWriter(store, b, config, staged_types, present) for b in builders]
-    if spark is not None and store.executor_writes:
-        remote = [w for w in writers if w.builder.kind != "statistics"]
-        write_from_executors(spark, store, remote, staged_dir, config, sort_by)
-        writers_here = [w for w in writers if w.builder.kind == "statistics"]
-        if not writers_here:
-            return writers
-        drive(writers_here, files, config, night, columns=_stat_columns(staged_types))
-        return writers
-    drive(writers, files, config, night, sort_by=sort_by)
-    return writers
+    table_writers = writers(store, builders, config, staged_types, present_columns(files))
+    drive(table_writers, files, config, night, sort_by=sort_by)
+    return table_writers
 
 
-def _stat_columns(staged_types):
-    return [n for n in ("i:fid", DERIVED_CLASS) if n in staged_types]
+def write_from_executors(store, table_writers, frame, config, sort_by=None):
+    """Write a night's rows from the Spark executors, straight from the partitions of
+    ``frame`` (nothing staged, nothing read by the driver): each partition opens its own
+    connection (``open_store(url)``) and puts its rows in batches; the driver sums the counts
+    into ``table_writers``.
 
+    Parameters
+    ----------
+    store : fink_ingest.store.base.Store
+        A store the executors can reach (``store.executor_writes``).
+    table_writers : list of _TableWriter
+    frame : pyspark.sql.DataFrame
+        The night's rows (``stage.alert_frame`` or ``stage.history_frame``).
+    config : fink_ingest.config.Config
+    sort_by : list of str, optional
+        The rows' key columns: given, and a builder merges with stored rows, every row of an
+        object goes to one task, in key order.
 
-def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None):
-    """Write staged rows from the Spark executors: each partition opens its own connection
-    (``open_store(url)``) and puts its rows in batches; the driver sums the counts."""
+    Raises
+    ------
+    StoreError
+        Naming the table and batch, once a task's retries are spent.
+    """
     url, survey, put_rows = store.url, config.survey, config.put_rows
-    plan = [(w.builder, w.name, dict(w.types)) for w in writers]
+    plan = [(w.builder, w.name, dict(w.types)) for w in table_writers]
 
     def write_partition(batches):
         from fink_ingest.store import open_store as _open
@@ -366,8 +380,7 @@ def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None
                         for n in names],
             "set_aside": [json.dumps(notes[n]) for n in names]})
 
-    frame = spark.read.parquet(str(staged_dir))
-    if sort_by and any(w.builder.merges for w in writers):
+    if sort_by and any(w.builder.merges for w in table_writers):
         # a merge reads the row it replaces: every row of an object in one task, in key
         # order (a staged file read in several splits would put one key in two tasks)
         frame = (frame.repartition(F.col(f"`{sort_by[0]}`"))
@@ -380,7 +393,7 @@ def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None
         if found is None:
             raise
         raise StoreError(f"{found.group(1).strip()} (written from a Spark executor)") from None
-    by_name = {w.name: w for w in writers}
+    by_name = {w.name: w for w in table_writers}
     for row in result:
         w = by_name[row["table"]]
         w.expected += row["expected"]

@@ -187,7 +187,7 @@ def test_reader_reads_while_a_writer_holds_a_transaction(tmp_path):
 def test_zstd_rows_of_an_earlier_layout_still_read(tmp_path):
     import struct
 
-    from fink_ingest.store import sqlite as sq
+    from fink_ingest.store import rows as sq
 
     packed = sq.pack_cells({1: b"x" * 400})
     old = b"\x01" + struct.pack(">I", len(packed)) + pa.Codec("zstd", compression_level=1).compress(packed, asbytes=True)
@@ -202,7 +202,7 @@ def test_compress_column_equals_compress_of_each_row():
     import pyarrow.parquet as pq
 
     from conftest import NIGHT_DIR
-    from fink_ingest.store import sqlite as sq
+    from fink_ingest.store import rows as sq
 
     candidate = pq.read_table(NIGHT_DIR, columns=["candidate"])["candidate"].combine_chunks()
     texts = [pc.cast(pc.cast(candidate.field(i), pa.string()), pa.binary()) for i in range(candidate.type.num_fields)]
@@ -232,7 +232,7 @@ def test_hbase_split_keys_follow_the_key_layouts():
 def test_table_compression_is_kept_per_table(tmp_path):
     """A zstd table writes zstd rows (flag 1) and reads them back; others stay LZ4; a table
     file made before the option existed reads as LZ4; an unknown codec is refused."""
-    from fink_ingest.store import sqlite as sq
+    from fink_ingest.store import rows as sq
     from fink_ingest.store.sqlite import SQLiteStore
 
     s = SQLiteStore(tmp_path / "s")
@@ -324,3 +324,35 @@ def test_store_failures_name_the_table_and_the_fix(tmp_path, monkeypatch, troubl
     table = SQLiteStore(tmp_path / "s").table("ztf.sky")
     with pytest.raises(StoreError, match=rf"table ztf.sky: put of 2000 rows from 'k0000'.*{words}"):
         table.put_batch([(f"k{i:04d}".encode(), {b"i:q": b"x" * 2000}) for i in range(2000)])
+
+
+def test_dictionary_rows_on_real_alerts(tmp_path):
+    """A "dict" table trains a zstd dictionary on its first batch of real main-table rows,
+    stores every row in well under half of LZ4's bytes, reads them back exactly, merges puts
+    into them, and a reader opened before the dictionary existed reads them too."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from conftest import NIGHT_DIR
+    from fink_ingest.store import rows as sq
+    from fink_ingest.store.sqlite import SQLiteStore
+
+    candidate = pq.read_table(NIGHT_DIR, columns=["objectId", "candidate"])
+    cand = candidate["candidate"].combine_chunks()
+    columns = {f"i:{cand.type.field(i).name}": pc.cast(pc.cast(cand.field(i), pa.string()), pa.binary())
+               for i in range(cand.type.num_fields)}
+    keys = pc.binary_join_element_wise(candidate["objectId"], pa.array([str(i) for i in range(candidate.num_rows)]), "_")
+    store = SQLiteStore(tmp_path / "s")
+    for name, codec in (("dict", "dict"), ("lz4", "lz4")):
+        store.create_table(name, ["i"], compression=codec)
+    early_reader = SQLiteStore(tmp_path / "s").table("dict")
+    for name in ("dict", "lz4"):
+        table = store.table(name)
+        table.write_prepared(table.prepare_arrow(keys, columns))
+    raw = {name: [v for (v,) in sqlite3.connect(store.path_of(name)).execute("SELECT v FROM cells")] for name in ("dict", "lz4")}
+    assert {v[0] for v in raw["dict"]} == {sq.DICT} and store.codec("dict") == sq.DICT
+    assert sum(map(len, raw["dict"])) < 0.5 * sum(map(len, raw["lz4"]))
+    assert list(store.table("dict").scan()) == list(store.table("lz4").scan()) == list(early_reader.scan())
+    key = keys[5].as_py().encode()
+    store.table("dict").put(key, {b"i:new": b"cell"})            # merged by SQLite's merge_cells
+    assert store.table("dict").row(key) == {**store.table("lz4").row(key), b"i:new": b"cell"}

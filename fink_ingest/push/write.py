@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 PREPARE_THREADS = 2
 # A progress line in the log every this many rows.
 PROGRESS_ROWS = 100_000
+# Prepared batches a table's writer thread may have waiting, on average (bounds memory).
+WRITES_IN_FLIGHT = 2
 # Reasons a row is not placed that mean an alert is missing from a table (a night with any
 # of them is incomplete); every other reason is the table's design (no stamps, not an SSO...).
 REPEATED_KEY = "key repeated within the night: lost"
@@ -122,19 +124,30 @@ def settle(rows, types):
                 skipped=skipped, types=rows.types, expected=rows.expected)
 
 
-def drive(writers, files, config, night, columns=None, sort_by=None):
-    """Write staged rows from this process (the embedded store's single writer); with
-    ``sort_by`` (the staged files' sort columns), in one global order."""
+def drive(writers, files, config, night, sort_by=None, progress=None):
+    """Write staged rows from this process (the embedded store's writer); with ``sort_by``
+    (the staged files' sort columns), in one global order.
+
+    A thread reads and merges the staged files; ``PREPARE_THREADS`` derive each table's rows
+    from a batch and encode, pack and compress them (Arrow and zstd release the GIL); each
+    table has a writer thread of its own, which writes its prepared batches in order (the
+    tables are separate files, and SQLite releases the GIL while it writes, so the tables'
+    writes proceed side by side). ``progress(rows)`` is called as batches are written.
+
+    Raises
+    ------
+    Exception
+        The first failure of any thread (a store error names its table and batch).
+    """
     survey = config.survey
 
     def batches():
         if sort_by:  # a merge round gives about one file's share: rounds are joined into puts
-            yield from put_batches(merged_batches(files, sort_by, config.stage_rows, columns, lazy=True),
-                                    config.put_rows)
+            yield from put_batches(merged_batches(files, sort_by, config.stage_rows, lazy=True), config.put_rows)
             return
         # one file, one row group at a time: memory bounded by stage_rows
         for path in files:
-            for batch in staged_file(path).iter_batches(batch_size=config.stage_rows, columns=columns):
+            for batch in staged_file(path).iter_batches(batch_size=config.stage_rows):
                 for start in range(0, batch.num_rows, config.put_rows):
                     yield batch.slice(start, config.put_rows)
 
@@ -148,27 +161,41 @@ def drive(writers, files, config, night, columns=None, sort_by=None):
             rows = w.builder.rows(batch, survey)
             if rows is not None:
                 out.append((w, w.prepare(rows)))
-        return out
+        return out, batch.num_rows
 
     seen, next_report, t0 = 0, PROGRESS_ROWS, time.time()
     pending = collections.deque()
-    # A thread reads and merges the staged files; PREPARE_THREADS encode, pack and compress
-    # the next batches (zstd and Arrow release the GIL); this thread writes the oldest
-    # prepared batch, in order (SQLite releases the GIL while it writes).
-    with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
-        for batch in read_ahead(batches(), PREPARE_THREADS):
-            pending.append(pool.submit(prepare, batch))
-            if len(pending) > PREPARE_THREADS:
-                for w, prepared in pending.popleft().result():
-                    w.write(prepared)
-            seen += batch.num_rows
-            if seen >= next_report:
-                log.info("%d staged rows written to %d tables (%.0f rows/s)", seen, len(writers),
-                         seen / max(time.time() - t0, 1e-9))
-                next_report += PROGRESS_ROWS
-        while pending:
-            for w, prepared in pending.popleft().result():
-                w.write(prepared)
+    table_threads = {id(w): ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{w.name}") for w in writers}
+    in_flight = collections.deque()  # table writes submitted, oldest first
+
+    def hand_over(prepared):
+        nonlocal seen, next_report
+        results, rows = prepared.result()
+        for w, batch in results:
+            in_flight.append(table_threads[id(w)].submit(w.write, batch))
+        while len(in_flight) > WRITES_IN_FLIGHT * len(writers):
+            in_flight.popleft().result()
+        seen += rows
+        if progress is not None:
+            progress(rows)
+        if seen >= next_report:
+            log.info("%d staged rows written to %d tables (%.0f rows/s)", seen, len(writers),
+                     seen / max(time.time() - t0, 1e-9))
+            next_report += PROGRESS_ROWS
+
+    try:
+        with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
+            for batch in read_ahead(batches(), PREPARE_THREADS):
+                pending.append(pool.submit(prepare, batch))
+                if len(pending) > PREPARE_THREADS:
+                    hand_over(pending.popleft())
+            while pending:
+                hand_over(pending.popleft())
+        while in_flight:
+            in_flight.popleft().result()
+    finally:
+        for thread in table_threads.values():
+            thread.shutdown(wait=True, cancel_futures=True)
     for w in writers:
         rows = w.builder.finish(night, survey)
         if rows is not None:

@@ -6,17 +6,9 @@ is rolled back on the next open). Rows live in a ``WITHOUT ROWID`` table keyed b
 key BLOB, so SQLite's B-tree order is the row-key byte order HBase uses, and range and
 prefix scans are B-tree range reads.
 
-Row layout. A row is one SQLite record whose value packs its cells:
-``[u16 qualifier id][u16 length (0xFFFF then u32 for longer)][value]`` repeated; qualifier
-ids map to ``family:qualifier`` in the table's ``qualifiers`` table. Packed rows longer
-than ``COMPRESS_MIN`` bytes are compressed with LZ4 (pyarrow's codec), prefixed by a flag
-byte and the raw length, like HBase's block compression (Snappy/LZ4) but per row. On the
-real night a main row is 3.45 KB packed: LZ4 2.28 KB in 5.1 us (decompression 1.5 us);
-zstd level 1 1.85 KB in 22.5 us (14 us). LZ4 keeps the row under the 3 KB budget at a
-quarter of the CPU, which is what bounds the push. A table created with
-``compression="zstd"`` (the cold history tables) writes zstd rows (flag 1) from 64 bytes up;
-the codec is kept in the table file's ``options`` table, and every row says its own.
-Pages are 16 KiB so that a compressed main-table row (~2 KB) stays inside its B-tree page
+Row layout: a row is one SQLite record whose value packs its cells, compressed with the
+table's codec (``store/rows.py``: by default LZ4; the main table a zstd dictionary trained per
+table). Pages are 16 KiB so that a compressed main-table row stays inside its B-tree page
 rather than spilling to overflow pages. See ``benchmarks/README.md`` for the figures.
 """
 from __future__ import annotations
@@ -26,7 +18,6 @@ import fcntl
 import os
 import socket
 import sqlite3
-import struct
 import threading
 import time
 from pathlib import Path
@@ -39,91 +30,13 @@ from fink_ingest.errors import StoreError
 from fink_ingest.rowkeys import prefix_stop
 from fink_ingest.runs import pid_alive
 from fink_ingest.store.base import Store, Table, as_bytes
+from fink_ingest.store.rows import CODEC_NAMES, LONG, LZ4, MIN_LENGTH, RowCodec, pack_cells, unpack_cells
 
 SUFFIX = ".sqlite"
 PAGE_SIZE = 16384
-COMPRESS_MIN = 256
-RAW, ZSTD, LZ4 = 0, 1, 2   # flag byte of a stored row; new rows are RAW or LZ4, ZSTD still reads
-_LONG = 0xFFFF
-_CODECS = {ZSTD: pa.Codec("zstd", compression_level=1), LZ4: pa.Codec("lz4_raw")}
-# Table compression (``create_table(..., compression=)``) -> flag. LZ4 by default: the push is
-# bound by its CPU. zstd for cold tables: on packed history rows (~340 B of JSON arrays) it
-# stores 147 B against LZ4's 213 B, at 10 us instead of 1 us a row.
-CODEC_NAMES = {None: LZ4, "lz4": LZ4, "zstd": ZSTD}
-_MIN_LENGTH = {LZ4: COMPRESS_MIN, ZSTD: 64}
 # Page cache per connection, KiB: a fixed bound (it does not grow with the night) large
 # enough that inserting a night's sorted runs rarely reads a page back from disk.
 CACHE_KIB = 65536
-
-
-def pack_cells(cells):
-    """Pack ``{qualifier_id: bytes}`` into the row layout (uncompressed)."""
-    out = bytearray()
-    for qid, value in cells.items():
-        n = len(value)
-        out += struct.pack(">HH", qid, n) if n < _LONG else struct.pack(">HHI", qid, _LONG, n)
-        out += value
-    return bytes(out)
-
-
-def unpack_cells(packed):
-    """Inverse of ``pack_cells``: dict of qualifier id to bytes."""
-    cells, i, n = {}, 0, len(packed)
-    while i < n:
-        qid, length = struct.unpack_from(">HH", packed, i)
-        i += 4
-        if length == _LONG:
-            (length,) = struct.unpack_from(">I", packed, i)
-            i += 4
-        cells[qid] = packed[i:i + length]
-        i += length
-    return cells
-
-
-def compress(packed, codec=LZ4):
-    """Stored value of a packed row: flag byte, then the raw bytes, or the raw length (u32)
-    and a block of ``codec`` (``LZ4`` or ``ZSTD``; rows shorter than its ``_MIN_LENGTH``
-    stay raw)."""
-    if len(packed) < _MIN_LENGTH[codec]:
-        return b"\x00" + packed
-    return _HEADER.pack(codec, len(packed)) + _CODECS[codec].compress(packed, asbytes=True)
-
-
-_HEADER = struct.Struct(">BI")
-
-
-def compress_column(packed, codec=LZ4):
-    """``compress`` of every value of a binary Arrow array (packed rows), empty ones as None.
-
-    The values are sliced from the array's data buffer, not copied out first (~2 us and one
-    copy less a row than ``compress`` of ``to_pylist()``).
-    """
-    if isinstance(packed, pa.ChunkedArray):
-        packed = packed.combine_chunks()
-    width = 8 if pa.types.is_large_binary(packed.type) else 4
-    offsets = np.frombuffer(packed.buffers()[1], dtype=np.int64 if width == 8 else np.int32,
-                            count=len(packed) + 1, offset=packed.offset * width).tolist()
-    data = memoryview(packed.buffers()[2] or b"")
-    valid = packed.is_valid().to_pylist() if packed.null_count else None
-    minimum, block, header = _MIN_LENGTH[codec], _CODECS[codec].compress, _HEADER.pack
-    out = []
-    for i, (start, stop) in enumerate(zip(offsets, offsets[1:])):
-        n = stop - start
-        if n == 0 or (valid is not None and not valid[i]):
-            out.append(None)
-        elif n < minimum:
-            out.append(b"\x00" + data[start:stop].tobytes())
-        else:
-            out.append(header(codec, n) + block(data[start:stop], asbytes=True))
-    return out
-
-
-def decompress(value):
-    """Inverse of ``compress`` (also reads zstd rows, flag 1)."""
-    if value[0] == RAW:
-        return value[1:]
-    flag, length = _HEADER.unpack_from(value, 0)
-    return _CODECS[flag].decompress(value[5:], length, asbytes=True)
 
 
 def _stored_codec(conn):
@@ -132,14 +45,7 @@ def _stored_codec(conn):
         hit = conn.execute("SELECT value FROM options WHERE name = 'compression'").fetchone()
     except sqlite3.OperationalError:  # a file made before the option existed
         hit = None
-    return CODEC_NAMES[hit[0] if hit else None]
-
-
-def _merge(old, new, codec=LZ4):
-    """SQLite function: merge the cells of ``new`` over those of ``old``."""
-    cells = unpack_cells(decompress(old))
-    cells.update(unpack_cells(decompress(new)))
-    return compress(pack_cells(cells), codec)
+    return CODEC_NAMES[hit[0] if hit else "lz4"]
 
 
 class SQLiteTable(Table):
@@ -153,7 +59,11 @@ class SQLiteTable(Table):
         self._ids = {}
         self._names = {}
         self.families = store.families(name)
-        self.codec = _stored_codec(self.conn)
+        first = store.connect(self.path)
+        try:
+            self.codec = RowCodec(self.path, _stored_codec(first))
+        finally:
+            first.close()
         self._load_qualifiers()
 
     @property
@@ -163,8 +73,8 @@ class SQLiteTable(Table):
             conn = self.store.connect(self.path)
             # the function holds the codec, not the table: a table referenced from its own
             # connection's function would never be freed, nor its connection closed
-            codec = _stored_codec(conn)
-            conn.create_function("merge_cells", 2, lambda old, new: _merge(old, new, codec), deterministic=True)
+            codec = self.codec
+            conn.create_function("merge_cells", 2, codec.merge, deterministic=True)
             self._local.conn = conn
         return conn
 
@@ -209,7 +119,7 @@ class SQLiteTable(Table):
         for key, cells in rows:
             cells = {as_bytes(q): as_bytes(v) for q, v in cells.items()}
             ids = self._qualifier_ids(list(cells))
-            records.append((as_bytes(key), compress(pack_cells(dict(zip(ids, cells.values()))), self.codec)))
+            records.append((as_bytes(key), self.codec.compress(pack_cells(dict(zip(ids, cells.values()))))))
         return self._write(records)
 
     def put_arrow(self, keys, columns):
@@ -231,26 +141,26 @@ class SQLiteTable(Table):
                                  dtype=np.int64)
             header = np.empty((n, 2), dtype=">u2")
             header[:, 0] = qid
-            header[:, 1] = np.minimum(lengths, _LONG)
+            header[:, 1] = np.minimum(lengths, LONG)
             hdr = pa.FixedSizeBinaryArray.from_buffers(
                 pa.binary(4), n, [None, pa.py_buffer(header.tobytes())]).cast(pa.binary())
-            if (lengths >= _LONG).any():
-                extra = np.where(lengths >= _LONG, lengths, 0).astype(">u4")
+            if (lengths >= LONG).any():
+                extra = np.where(lengths >= LONG, lengths, 0).astype(">u4")
                 ext = pa.FixedSizeBinaryArray.from_buffers(
                     pa.binary(4), n, [None, pa.py_buffer(extra.tobytes())]).cast(pa.binary())
-                hdr = pc.if_else(pa.array(lengths >= _LONG),
+                hdr = pc.if_else(pa.array(lengths >= LONG),
                                  pc.binary_join_element_wise(hdr, ext, b""), hdr)
             pieces.append(pc.binary_join_element_wise(hdr, col, b""))
         packed = pc.binary_join_element_wise(*pieces, b"", null_handling="skip")
         key_list = pc.cast(keys, pa.binary()).to_pylist()
-        small = pc.less(pc.binary_length(packed), _MIN_LENGTH[self.codec])
-        if pc.all(small).as_py():  # index rows: flag byte prepended in one vectorised call
+        if self.codec.flag == LZ4 and pc.all(pc.less(pc.binary_length(packed), MIN_LENGTH[LZ4])).as_py():
+            # index rows, too short to compress: the flag byte prepended in one vectorised call
             values = pc.binary_join_element_wise(pa.scalar(b"\x00"), packed, b"").to_pylist()
-            return [(k, v) for k, v, p in zip(key_list, values, packed.to_pylist()) if len(v) > 1]
-        return [(k, v) for k, v in zip(key_list, compress_column(packed, self.codec)) if v is not None]
+            return [(k, v) for k, v in zip(key_list, values) if len(v) > 1]
+        return [(k, v) for k, v in zip(key_list, self.codec.compress_column(packed, self.conn)) if v is not None]
 
     def _decode(self, value, wanted):
-        cells = unpack_cells(decompress(value))
+        cells = unpack_cells(self.codec.decompress(value))
         if any(qid not in self._names for qid in cells):
             self._load_qualifiers()
         out = {}
@@ -331,10 +241,10 @@ class SQLiteTable(Table):
             if not hit:
                 return
             wanted = self._wanted(columns)
-            keep = {qid: v for qid, v in unpack_cells(decompress(hit[0])).items()
+            keep = {qid: v for qid, v in unpack_cells(self.codec.decompress(hit[0])).items()
                     if not (self._names[qid] in wanted or self._names[qid].split(b":", 1)[0] in wanted)}
             if keep:
-                self.conn.execute("UPDATE cells SET v = ? WHERE k = ?", (compress(pack_cells(keep), self.codec), key))
+                self.conn.execute("UPDATE cells SET v = ? WHERE k = ?", (self.codec.compress(pack_cells(keep)), key))
             else:
                 self.conn.execute("DELETE FROM cells WHERE k = ?", (key,))
 
@@ -555,9 +465,10 @@ class SQLiteStore(Store):
         return self.table(name)
 
     def codec(self, name):
-        """Flag of the codec a table's rows are written with (``LZ4`` unless created with
-        ``compression="zstd"``; tables made before the option existed are LZ4)."""
-        return self.table(name).codec
+        """Flag of the codec a table's rows are written with (``store.rows``: LZ4 unless
+        created with ``compression="zstd"`` or ``"dict"``; tables made before the option
+        existed are LZ4)."""
+        return self.table(name).codec.flag
 
     def families(self, name):
         path = self.path_of(name)

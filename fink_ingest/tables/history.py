@@ -303,6 +303,7 @@ class BadQualityTable(HistoryTable):
 
     kind = "uppervalid"
     cells_key = "badquality_cells"
+    compression = "dict"  # 128 B a packed row on the real night against zstd's 233 B
 
     def identity(self, survey):
         return ["jd", survey.history_detection_id]

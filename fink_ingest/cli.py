@@ -12,7 +12,7 @@ import sys
 
 from fink_ingest import paths, report, runs, workdir
 from fink_ingest.config import load_config
-from fink_ingest.errors import FinkIngestError, StoreError
+from fink_ingest.errors import FinkIngestError
 from fink_ingest.preflight import preflight
 from fink_ingest.report import format_summary
 from fink_ingest.tables import BUILDERS
@@ -105,12 +105,11 @@ def main(spark_factory, argv=None):
         log.error("%s", report.operator_error(exc, outcome.get("night", "")), exc_info=True, extra=report.FILE_ONLY)
         error = report.operator_error(exc, outcome.get("night", ""))
     summaries, missing = outcome["summaries"], outcome["missing"]
-    for summary in summaries:
-        print(format_summary(summary))
     if len(nights) > 1:
         ok = sum(s["ok"] for s in summaries)
+        ranges = paths.night_ranges([paths.parse_night(n) for n in missing])
         print(f"{len(nights)} nights: {ok} complete, {len(summaries) - ok} incomplete, "
-              f"{len(missing)} without a partition (skipped: {', '.join(missing) or 'none'})")
+              f"{len(missing)} without a partition{f' ({ranges})' if missing else ''}")
     (run.local / "summary.json").write_text(json.dumps({"nights": summaries, "missing": missing,
                                                         "error": error}, indent=2))
     log_shown = _keep_in_work_dir(outcome["spark"], run)
@@ -141,10 +140,11 @@ def _keep_in_work_dir(spark, run):
 
 
 def _run(args, config, spark_factory, nights, tables, run, outcome):
-    """The command itself: preflight, Spark, then the nights (summaries into ``outcome``)."""
+    """The command itself: preflight, Spark, then the nights (summaries into ``outcome``,
+    each printed as its night completes)."""
     from fink_ingest import datalake
     from fink_ingest.errors import InputError
-    from fink_ingest.push import push_night, rebuild, upgrade
+    from fink_ingest.push import push_nights, rebuild, upgrade
     from fink_ingest.store import open_store
 
     store = outcome["store"] = open_store(config.store)
@@ -156,35 +156,26 @@ def _run(args, config, spark_factory, nights, tables, run, outcome):
     runs.clean_stale_staging(config.work_dir, spark)
     if args.all_nights:
         nights[:] = datalake.list_nights(spark, config.datalake)
-    if args.upgrade:
-        kinds, summaries = upgrade(spark, config, store, run)
-        outcome["summaries"] += summaries
-        nights[:] = [s["night"] for s in summaries]
-        print(f"upgrade: {', '.join(kinds) or 'every table is on this layout already; nothing to do'}")
-        return
-    if args.rebuild:
-        outcome["summaries"] += rebuild(spark, config, store, args.rebuild, nights, run, args.all_nights)
-        return
-    for night in nights:
-        outcome["night"] = f"night {night:%Y-%m-%d}"
-        try:
-            outcome["summaries"].append(push_night(spark, config, store, night, tables,
-                                                   run.child(paths.night_tag(night))))
-        except InputError as exc:
-            if len(nights) == 1:
-                raise
-            log.warning("%s: skipped (%s)", night, exc)
-            outcome["missing"].append(f"{night:%Y-%m-%d}")
-        except StoreError:
-            raise  # the store fails every night alike: stop here
-        except Exception as exc:  # noqa: BLE001 - a night's failure stays that night's
-            if len(nights) == 1:
-                raise
-            log.error("%s", report.operator_error(exc, outcome["night"]), exc_info=True)
-            written = run.local / paths.night_tag(night) / "summary.json"
-            if written.exists():
-                outcome["summaries"].append(json.loads(written.read_text()))
-    outcome.pop("night", None)
+    with report.Progress(len(nights) if not args.upgrade else None, args.verbose) as progress:
+        def done(summary):
+            outcome["summaries"].append(summary)
+            progress.night_done(format_summary(summary))
+
+        if args.upgrade:
+            kinds, _ = upgrade(spark, config, store, run, on_night=done)
+            nights[:] = [s["night"] for s in outcome["summaries"]]
+            progress.write(f"upgrade: {', '.join(kinds) or 'every table is on this layout already; nothing to do'}")
+            return
+        if args.rebuild:
+            rebuild(spark, config, store, args.rebuild, nights, run, args.all_nights, on_night=done)
+            return
+        _, missing = push_nights(spark, config, store, nights, run, tables, on_night=done, progress=progress.rows)
+    outcome["missing"] = [f"{n:%Y-%m-%d}" for n in missing]
+    if missing and len(nights) == 1:
+        raise InputError(f"night partition {paths.night_dir(config.datalake, missing[0])} does not exist "
+                         "or holds no parquet file")
+    if missing:
+        log.info("%d night(s) without a partition: %s", len(missing), paths.night_ranges(missing))
 
 
 def _an_object(store, config):

@@ -40,6 +40,14 @@ class NightFiles:
     rejected: list
     row_groups: dict = dataclasses.field(default_factory=dict)  # URI -> first row of each row group
     data_bytes: dict = dataclasses.field(default_factory=dict)  # URI -> {root column: compressed bytes}
+    schemas: dict = dataclasses.field(default_factory=dict)     # URI -> the file's Arrow schema (text)
+
+    def schema_key(self):
+        """What tells nights that can be read together (one Spark schema, each night's own
+        types): the distinct schemas of the good files; unique if a footer was unreadable."""
+        if any(uri not in self.schemas for uri in self.good):
+            return ("unknown", id(self))
+        return tuple(sorted({self.schemas[uri] for uri in self.good}))
 
     def reject(self, uri, reason):
         """Move a file from ``good`` to ``rejected``."""
@@ -91,15 +99,15 @@ def open_uri(uri):
 
 
 def _footer(uri):
-    """Facts of a parquet file from its footer (pyarrow): rows, row-group starts, and
-    compressed bytes per root column; (None, None, None) if pyarrow cannot reach the URI
-    (Spark checks such files)."""
+    """Facts of a parquet file from its footer (pyarrow): rows, row-group starts, compressed
+    bytes per root column, and the Arrow schema as text; Nones if pyarrow cannot reach the
+    URI (Spark checks such files)."""
     import numpy as np
     import pyarrow.parquet as pq
 
     handle = open_uri(uri)
     if handle is None:
-        return None, None, None
+        return None, None, None, None
     with handle as fh:
         meta = pq.ParquetFile(fh).metadata
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
@@ -110,9 +118,11 @@ def _footer(uri):
             chunk = group.column(c)
             root = chunk.path_in_schema.split(".", 1)[0]
             columns[root] = columns.get(root, 0) + chunk.total_compressed_size
-    for name in meta.schema.to_arrow_schema().names:  # columns of no row group (empty file)
+    schema = meta.schema.to_arrow_schema()
+    for name in schema.names:  # columns of no row group (empty file)
         columns.setdefault(name, 0)
-    return meta.num_rows, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64), columns
+    return (meta.num_rows, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64), columns,
+            schema.remove_metadata().to_string(show_field_metadata=False))
 
 
 def row_group_starts(uri):
@@ -171,23 +181,23 @@ def list_night(spark, directory):
     fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
     if not fs.exists(hpath):
         raise InputError(f"night partition {directory} does not exist")
-    good, rejected, groups, data = {}, [], {}, {}
+    good, rejected, groups, data, schemas = {}, [], {}, {}, {}
     for status in sorted(fs.listStatus(hpath), key=lambda s: s.getPath().toString()):
         name = status.getPath().getName()
         uri = status.getPath().toString()
         if status.isDirectory() or name.startswith(("_", ".")) or not name.endswith(".parquet"):
             continue
         try:
-            good[uri], starts, columns = _footer(uri)
+            good[uri], starts, columns, schema = _footer(uri)
             if starts is not None:
-                groups[uri], data[uri] = starts, columns
+                groups[uri], data[uri], schemas[uri] = starts, columns, schema
         except Exception as exc:  # noqa: BLE001 - any failure to read a footer sets the file aside
             reason = f"unreadable parquet: {type(exc).__name__}: {exc}"
             log.error("%s: %s; set aside", uri, reason)
             rejected.append({"file": uri, "reason": reason})
     if not good and not rejected:
         raise InputError(f"night partition {directory} holds no parquet file")
-    return NightFiles(good=good, rejected=rejected, row_groups=groups, data_bytes=data)
+    return NightFiles(good=good, rejected=rejected, row_groups=groups, data_bytes=data, schemas=schemas)
 
 
 def read_alerts(spark, files):
@@ -209,6 +219,13 @@ def read_alerts(spark, files):
     # where each alert comes from: cutout pointers, and the rejects file's provenance
     return frame.select("*", F.col("_metadata.file_path").alias(FILE),
                         F.col("_metadata.row_index").alias(FILE_ROW))
+
+
+def night_of_file(path):
+    """Spark column: the night (``YYYYMMDD``) of the partition a file is in, from its path
+    (``.../year=YYYY/month=MM/day=DD/file.parquet``, as ``paths.night_dir`` lays nights out)."""
+    part = lambda name, width: F.lpad(F.regexp_extract(path, rf"/{name}=(\d{{1,{width}}})/", 1), width, "0")  # noqa: E731
+    return F.concat(part("year", 4), part("month", 2), part("day", 2))
 
 
 def column_of(survey_path):

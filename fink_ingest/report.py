@@ -145,3 +145,43 @@ def format_summary(summary):
         lines.append(f"  INCOMPLETE: {problem}")
     lines.append(f"  summary: {summary['run_dir']}/summary.json")
     return "\n".join(lines)
+
+
+class Progress:
+    """What a push shows while it runs: each night's summary as it completes and, on a
+    terminal, a progress bar over the nights and the alerts written (tqdm, on stderr).
+
+    Parameters
+    ----------
+    nights : int or None
+        Nights to push (None: unknown).
+    verbose : bool
+        Progress lines go to the log then; the bar stays off.
+    """
+
+    def __init__(self, nights, verbose=False):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=nights, unit="night", file=sys.stderr, dynamic_ncols=True, leave=False,
+                         disable=verbose or not sys.stderr.isatty() or not nights or nights < 1)
+        self._alerts = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._bar.close()
+
+    def rows(self, n):
+        """``n`` more staged alerts written."""
+        self._alerts += n
+        self._bar.set_postfix_str(f"{self._alerts:,} alerts written", refresh=True)
+
+    def night_done(self, text):
+        """A night completed: its summary printed above the bar."""
+        self.write(text)
+        self._bar.update(1)
+
+    def write(self, text):
+        """A line printed to stdout without breaking the bar."""
+        self._bar.write(text, file=sys.stdout)

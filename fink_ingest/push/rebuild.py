@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import logging
 
-from fink_ingest import datalake, journal, paths, schemarow, workdir
-from fink_ingest.errors import FinkIngestError, InputError, LayoutError
-from fink_ingest.push.night import push_night
+from fink_ingest import datalake, journal, schemarow
+from fink_ingest.errors import FinkIngestError, LayoutError
+from fink_ingest.push.night import push_nights
 from fink_ingest.push.write import open_tables
 from fink_ingest.tables import BUILDERS
 
 log = logging.getLogger(__name__)
 
 
-def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False):
+def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False, on_night=None):
     """Rebuild one table for some nights, touching no other table.
 
     For each night, the table's rows of that night (``TableBuilder.night_keys``) are
@@ -30,6 +30,8 @@ def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False)
     nights : list of datetime.date
     run_dir : Path or fink_ingest.workdir.RunDir
     all_nights : bool
+    on_night : callable, optional
+        ``on_night(summary)`` as each night completes (``push_nights``).
 
     Returns
     -------
@@ -48,15 +50,16 @@ def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False)
         table = tables[table_kind]
     else:
         table = open_tables(store, [builder], config)[table_kind]
-    summaries = []
+    deleted = {}
     for night in nights:
         keys = builder.night_keys(table, night, config.survey)
         for key in keys:
             table.delete(key)
-        summary = push_night(spark, config, store, night, [table_kind], workdir.RunDir.of(run_dir).child(paths.night_tag(night)),
-                             rebuilding=all_nights)
-        summary["rows_deleted"] = {name: len(keys)}
-        summaries.append(summary)
+        deleted[f"{night:%Y-%m-%d}"] = len(keys)
+    summaries, _ = push_nights(spark, config, store, nights, run_dir, [table_kind], rebuilding=all_nights,
+                               on_night=on_night)
+    for summary in summaries:
+        summary["rows_deleted"] = {name: deleted.get(summary["night"], 0)}
     if all_nights:
         _complete(tables, config, store)
     return summaries
@@ -109,7 +112,7 @@ def stale_tables(store, config, kinds=None):
     return out
 
 
-def upgrade(spark, config, store, run_dir, nights=None):
+def upgrade(spark, config, store, run_dir, nights=None, on_night=None):
     """Bring every table written with another key layout to this version's, from the datalake.
 
     The stale tables are dropped, then every night of the datalake is pushed for them (one
@@ -153,13 +156,6 @@ def upgrade(spark, config, store, run_dir, nights=None):
             "Restore those partitions, or rebuild table by table with --rebuild TABLE --all-nights")
     kinds = [k for k in BUILDERS if k in stale]
     tables = _recreate(store, config, kinds, "bin/fink_push --upgrade")
-    summaries = []
-    for night in nights:
-        try:
-            summaries.append(push_night(spark, config, store, night, kinds,
-                                        workdir.RunDir.of(run_dir).child(paths.night_tag(night)),
-                                        rebuilding=True))
-        except InputError as exc:  # a partition without a readable file: nothing of it was stored
-            log.warning("%s: skipped (%s)", night, exc)
+    summaries, _ = push_nights(spark, config, store, nights, run_dir, kinds, rebuilding=True, on_night=on_night)
     _complete(tables, config, store)
     return kinds, summaries

@@ -23,6 +23,8 @@ from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, S
                                      alert_key_inputs, cell_value, type_name)
 
 log = logging.getLogger(__name__)
+# Helper column of a group of nights pushed together: the night (YYYYMMDD) of an alert's file.
+NIGHT = "__night"
 # Row groups of staged files (Spark's parquet.block.size; the writer streams them through
 # ``merge.staged_file``). Staged files are written once and read once on this machine:
 # uncompressed (compression costs CPU only).
@@ -59,8 +61,9 @@ def at_most(frame, max_files):
     return frame
 
 
-def alert_frame(config, valid, builders):
-    """The night's alerts as the alert-source builders need them (not written).
+def alert_frame(config, valid, builders, keep=()):
+    """The night's alerts as the alert-source builders need them (not written), plus the
+    columns of ``valid`` named in ``keep`` (e.g. ``NIGHT``).
 
     Returns
     -------
@@ -75,13 +78,14 @@ def alert_frame(config, valid, builders):
     frame = valid
     if DERIVED_CLASS in wanted:  # rule inputs as plain columns, so the rule reads flattened names
         frame = frame.select("*", *[expr.alias(f"__in_{r}") for r, expr in rule_exprs.items()])
-    staged = frame.select(*[available[n][0].alias(n) for n in wanted])
+    staged = frame.select(*[available[n][0].alias(n) for n in wanted], *[F.col(f"`{k}`") for k in keep])
     sort_by = [c for c in alert_key_inputs(survey) if c in wanted]  # the main table's key order
     return staged, {n: available[n][1] for n in wanted}, sort_by
 
 
-def history_frame(config, valid, builders):
-    """The night's history entries the history builders keep, with a valid time (not written).
+def history_frame(config, valid, builders, keep=()):
+    """The night's history entries the history builders keep, with a valid time (not written),
+    with the columns of ``valid`` named in ``keep``.
 
     Returns
     -------
@@ -97,8 +101,9 @@ def history_frame(config, valid, builders):
     fields = [f for f in survey.history_fields if f in element.names]
     fam = survey.original_family
     oid = datalake.column_of(survey.object_id)
-    exploded = valid.select(oid.alias(history_tables.OBJECT), F.explode(F.col(f"`{survey.history_column}`")).alias("__h"))
-    cols, types = [F.col(history_tables.OBJECT)], {history_tables.OBJECT: "string"}
+    exploded = valid.select(oid.alias(history_tables.OBJECT), *[F.col(f"`{k}`") for k in keep],
+                            F.explode(F.col(f"`{survey.history_column}`")).alias("__h"))
+    cols, types = [F.col(history_tables.OBJECT), *[F.col(f"`{k}`") for k in keep]], {history_tables.OBJECT: "string"}
     for f in fields:
         dt = element[f].dataType
         cols.append(cell_value(F.col("__h").getField(f), dt).alias(f"{fam}:{f}"))
@@ -117,9 +122,10 @@ def history_frame(config, valid, builders):
     return entries.filter(~bad & kept), entries.filter(bad).withColumn(datalake.REASON, why), types, sort_by
 
 
-def stage(frame, location, sort_by, max_files=None):
+def stage(frame, location, sort_by, max_files=None, partition=None):
     """Write a frame as staged parquet files at ``location`` (a path or URI), each sorted by
-    ``sort_by``, in at most ``max_files`` files (no shuffle), uncompressed.
+    ``sort_by``, in at most ``max_files`` files (no shuffle) per value of ``partition`` (a
+    column: the files of each value under ``<location>/<partition>=<value>``), uncompressed.
 
     Returns
     -------
@@ -127,12 +133,41 @@ def stage(frame, location, sort_by, max_files=None):
         Rows the executors wrote, counted as they wrote them (Spark's ``Observation``): what
         the driver must then find there.
     """
-    if sort_by:  # key order within each file; the driver merges the files into one order
-        frame = at_most(frame, max_files).sortWithinPartitions(*[F.col(f"`{c}`") for c in sort_by])
+    order = ([partition] if partition else []) + list(sort_by or [])
+    if order:  # key order within each file; the driver merges the files into one order
+        frame = at_most(frame, max_files).sortWithinPartitions(*[F.col(f"`{c}`") for c in order])
     written = Observation("staged")
-    (frame.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite")
-     .option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(location))
+    writer = (frame.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite")
+              .option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none"))
+    (writer.partitionBy(partition) if partition else writer).parquet(location)
     return written.get["rows"]
+
+
+def profile_by(frame, per, group_by=()):
+    """``profile`` of each value of the column ``per`` (e.g. each night), in one Spark job:
+    dict of value to (rows, present columns, counts by value)."""
+    rows = _profile_rows(frame, [per] + [k for k in group_by if k != per])
+    out = {}
+    for value in {r[per] for r in rows}:
+        out[value] = _summarise(frame.columns, [r for r in rows if r[per] == value], [k for k in group_by if k in frame.columns])
+    return out
+
+
+def _profile_rows(frame, keys):
+    names = frame.columns
+    keys = [k for k in keys if k in names]
+    return frame.groupBy(*[F.col(f"`{k}`") for k in keys]).agg(
+        F.count(F.lit(1)).alias("__rows"), *[F.count(F.col(f"`{n}`")).alias(f"__c{i}") for i, n in enumerate(names)]
+    ).collect()
+
+
+def _summarise(names, rows, keys):
+    present = {n for i, n in enumerate(names) if sum(r[f"__c{i}"] for r in rows)}
+    counts = {k: {} for k in keys}
+    for r in rows:
+        for k in keys:
+            counts[k][r[k]] = counts[k].get(r[k], 0) + r["__rows"]
+    return sum(r["__rows"] for r in rows), present, counts
 
 
 def profile(frame, group_by=()):
@@ -151,14 +186,5 @@ def profile(frame, group_by=()):
     (int, set of str, dict of str to dict)
         Rows; columns with at least one non-null value; column -> {value: rows}.
     """
-    names = frame.columns
-    keys = [k for k in group_by if k in names]
-    rows = frame.groupBy(*[F.col(f"`{k}`") for k in keys]).agg(
-        F.count(F.lit(1)).alias("__rows"), *[F.count(F.col(f"`{n}`")).alias(f"__c{i}") for i, n in enumerate(names)]
-    ).collect()
-    present = {n for i, n in enumerate(names) if sum(r[f"__c{i}"] for r in rows)}
-    counts = {k: {} for k in keys}
-    for r in rows:
-        for k in keys:
-            counts[k][r[k]] = counts[k].get(r[k], 0) + r["__rows"]
-    return sum(r["__rows"] for r in rows), present, counts
+    keys = [k for k in group_by if k in frame.columns]
+    return _summarise(frame.columns, _profile_rows(frame, keys), keys)

@@ -1,29 +1,26 @@
-"""Putting staged rows into a store: the driver's writer, and the executors' writer.
+"""Putting staged rows into a store from the driver, and what every writer shares.
 
-The embedded store takes one writer, the driver (``drive``): a thread reads and merges the
-staged files (``merge``), worker threads derive each table's rows from a batch, encode, pack
-and compress them, and the calling thread writes them in order. With an HBase store the
-Spark executors write instead (``write_from_executors``), each partition through its own
-connection. Either way each table counts the rows it expected, wrote and did not place (by
-reason), and the push reconciles them (``night.reconcile``).
+The embedded store is written by the driver (``drive``): a thread reads and merges the staged
+files (``merge``), worker threads derive each table's rows from a batch and encode, pack and
+compress them, and each table's own thread writes them in order. ``open_tables`` creates or
+checks the tables before a night is read; ``_TableWriter`` reconciles a table's schema row and
+counts, per table, the rows it expected, wrote and did not place (by reason), which the push
+reconciles (``checks.reconcile``). The executors' writer (HBase) is in ``executors``.
 """
 from __future__ import annotations
 
 import collections
-import json
 import logging
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import functions as F
 
 from fink_ingest import cells as cellcodec
 from fink_ingest import journal, schemarow
-from fink_ingest.errors import SchemaError, StoreError
+from fink_ingest.errors import SchemaError
 from fink_ingest.push.merge import (merged_batches, present_columns, put_batches, read_ahead,
                                     staged_file, _Pieces)
 from fink_ingest.tables.base import Rows
@@ -315,7 +312,7 @@ def writers(store, builders, config, staged_types, present):
     return [_TableWriter(store, b, config, staged_types, present) for b in builders]
 
 
-def write_staged(store, builders, files, staged_types, config, night, sort_by=None):
+def write_staged(store, builders, files, staged_types, config, night, sort_by=None, progress=None):
     """Stream staged files into every builder's table from this process (the driver).
 
     Parameters
@@ -331,6 +328,8 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
     sort_by : list of str, optional
         Columns each staged file is sorted by: the driver then writes in one global order
         (``merged_batches``).
+    progress : callable, optional
+        ``progress(rows)`` as staged rows are written.
 
     Returns
     -------
@@ -343,89 +342,5 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
         If a column's type cannot be reconciled with a table's schema row.
     """
     table_writers = writers(store, builders, config, staged_types, present_columns(files))
-    drive(table_writers, files, config, night, sort_by=sort_by)
+    drive(table_writers, files, config, night, sort_by=sort_by, progress=progress)
     return table_writers
-
-
-def write_from_executors(store, table_writers, frame, config, sort_by=None):
-    """Write a night's rows from the Spark executors, straight from the partitions of
-    ``frame`` (nothing staged, nothing read by the driver): each partition opens its own
-    connection (``open_store(url)``) and puts its rows in batches; the driver sums the counts
-    into ``table_writers``.
-
-    Parameters
-    ----------
-    store : fink_ingest.store.base.Store
-        A store the executors can reach (``store.executor_writes``).
-    table_writers : list of _TableWriter
-    frame : pyspark.sql.DataFrame
-        The night's rows (``stage.alert_frame`` or ``stage.history_frame``).
-    config : fink_ingest.config.Config
-    sort_by : list of str, optional
-        The rows' key columns: given, and a builder merges with stored rows, every row of an
-        object goes to one task, in key order.
-
-    Raises
-    ------
-    StoreError
-        Naming the table and batch, once a task's retries are spent.
-    """
-    url, survey, put_rows = store.url, config.survey, config.put_rows
-    plan = [(w.builder, w.name, dict(w.types)) for w in table_writers]
-
-    def write_partition(batches):
-        from fink_ingest.store import open_store as _open
-
-        remote = _open(url)
-        tables = {name: remote.bare_table(name) for _, name, _ in plan}
-        written, skipped, seconds = collections.Counter(), collections.Counter(), collections.Counter()
-        expected, notes = collections.Counter(), collections.defaultdict(dict)
-        for batch in batches:
-            for start in range(0, batch.num_rows, put_rows):
-                part = batch.slice(start, put_rows)
-                for builder, name, types in plan:
-                    t0 = time.time()
-                    rows = builder.rows(part, survey)
-                    if rows is None:
-                        continue
-                    rows = settle(builder.merge_stored(tables[name], rows, survey), types)
-                    expected[name] += rows.expected
-                    skipped.update({f"{name}\t{k}": v for k, v in rows.skipped.items()})
-                    if len(rows.keys):
-                        columns, set_aside = encode_cells(rows, types)
-                        notes[name].update(set_aside)
-                        t1 = time.time()
-                        written[name] += tables[name].put_arrow(rows.keys, columns)
-                        seconds[f"{name}\tstore"] += time.time() - t1
-                    seconds[name] += time.time() - t0
-        names = [name for _, name, _ in plan]
-        yield pa.RecordBatch.from_pydict({  # floats even where nothing was timed (an int 0)
-            "table": names, "expected": [expected[n] for n in names], "written": [written[n] for n in names],
-            "seconds": [float(seconds[n]) for n in names],
-            "store_seconds": [float(seconds[f"{n}\tstore"]) for n in names],
-            "skipped": [json.dumps({k.split("\t", 1)[1]: v for k, v in skipped.items() if k.startswith(n + "\t")})
-                        for n in names],
-            "set_aside": [json.dumps(notes[n]) for n in names]})
-
-    if sort_by and any(w.builder.merges for w in table_writers):
-        # a merge reads the row it replaces: every row of an object in one task, in key
-        # order (a staged file read in several splits would put one key in two tasks)
-        frame = (frame.repartition(F.col(f"`{sort_by[0]}`"))
-                 .sortWithinPartitions(*[F.col(f"`{c}`") for c in sort_by]))
-    try:
-        result = frame.mapInArrow(write_partition, "table string, expected long, written long, seconds double, "
-                                                    "store_seconds double, skipped string, set_aside string").collect()
-    except Exception as exc:  # noqa: BLE001 - a task's StoreError arrives wrapped by Spark
-        found = re.search(r"StoreError: (.+)", str(exc))
-        if found is None:
-            raise
-        raise StoreError(f"{found.group(1).strip()} (written from a Spark executor)") from None
-    by_name = {w.name: w for w in table_writers}
-    for row in result:
-        w = by_name[row["table"]]
-        w.expected += row["expected"]
-        w.written += row["written"]
-        w.seconds += row["seconds"]
-        w.store_seconds += row["store_seconds"]
-        w.skipped.update(json.loads(row["skipped"]))
-        merge_notes(w.notes, {"set_aside": json.loads(row["set_aside"])})

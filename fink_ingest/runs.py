@@ -76,12 +76,13 @@ def clean_stale_staging(work_dir, spark=None):
             continue
         shared = facts.get("shared", str(owner.parent))
         if workdir.is_local(shared):
-            stagings = [str(p) for p in workdir.local_path(shared).glob("*/staging")]
+            root = workdir.local_path(shared)
+            stagings = [str(p) for p in [root / "staging", *root.glob("*/staging")] if p.exists()]
         elif spark is not None:
-            stagings = [workdir.join(shared, p.name, "staging") for p in owner.parent.iterdir() if p.is_dir()]
+            stagings = [workdir.join(shared, "staging")]
         else:
             continue
-        stagings += [str(p) for p in owner.parent.glob("*/staging-copy")]
+        stagings += [str(p) for p in [owner.parent / "staging-copy", *owner.parent.glob("*/staging-copy")] if p.exists()]
         for staging in stagings:
             try:
                 workdir.delete(spark, staging)

@@ -118,7 +118,7 @@ def test_executors_with_their_own_disk_write_hbase_tables_equal_to_a_local_push(
         assert done.returncode == 0, done.stderr[-3000:]
         assert "night 2024-01-15: OK" in done.stdout
         assert snapshot(open_store(f"hbase://127.0.0.1:{port}")) == snapshot(local)
-        assert not list(private.glob("runs/*/*/staging*"))   # nothing was staged on the worker's disk
+        assert not list(private.rglob("staging*"))           # nothing was staged on the worker's disk
     finally:
         double.kill()
 
@@ -130,12 +130,13 @@ def test_a_work_directory_the_nodes_do_not_share_stops_the_night_and_writes_noth
     # spark-submit's Python runner merges the driver's stderr into its stdout
     errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("fink_push: error:")]
     assert len(errors) == 1
-    assert (f"the executors wrote 849 staged rows (alerts) under the work directory ({work}/runs/" in errors[0]
+    assert (f"night 2024-01-15: the executors wrote 849 staged rows (alerts) under the work directory ({work}/runs/"
+            in errors[0]
             and "but the driver sees 0" in errors[0] and "give --work-dir such a URI" in errors[0]
             and "nothing was written for this night" in errors[0])
     store = open_store(str(tmp_path / "store"))
     assert {name: store.table(name).count() for name in store.tables()} == dict.fromkeys(store.tables(), 1)  # schema rows
-    assert list(private.glob("runs/*/*/staging"))            # the executors did stage, on their own disk
+    assert list(private.rglob("staging"))                    # the executors did stage, on their own disk
 
 
 def test_a_file_uri_work_directory(spark, datasim, real_night_push, tmp_path):
@@ -147,7 +148,7 @@ def test_a_file_uri_work_directory(spark, datasim, real_night_push, tmp_path):
     assert conf.work_dir == uri
     summary = push_night(spark, conf, open_store(conf.store), paths.parse_night("2024-01-15"))
     assert summary["ok"] and snapshot(open_store(conf.store)) == snapshot(local)
-    assert not (tmp_path / "file:").exists() and not list((tmp_path / "work").glob("runs/*/staging"))
+    assert not (tmp_path / "file:").exists() and not list((tmp_path / "work").rglob("staging*"))
 
 
 def test_an_unreachable_hdfs_work_directory_stops_in_seconds(spark, datasim, tmp_path, capsys):

@@ -53,7 +53,7 @@ def leftovers(store, work):
     """What a killed run must not leave once the command completed: half-made table files,
     a rebuild journal, staging data."""
     return (sorted(p.name for p in store.glob(".*.tmp-*")) + sorted(p.name for p in store.glob("*.journal.sqlite"))
-            + sorted(str(p) for p in work.glob("runs/*/*/staging")))
+            + sorted(str(p) for p in work.rglob("staging*")))
 
 
 @pytest.fixture(scope="module")

@@ -275,11 +275,18 @@ class _Staging:
         return self.run.local / "staging-copy" / self.group / name
 
     def remove(self, spark):
+        """Remove the group's staging (and the run's staging directory once empty)."""
         shutil.rmtree(self.run.local / "staging-copy" / self.group, ignore_errors=True)
         try:
             workdir.delete(spark, self.run.spark("staging", self.group))
         except Exception as exc:  # noqa: BLE001 - a cleanup failure must not hide the night's outcome
             log.warning("staging %s not removed: %s", self.run.spark("staging", self.group), datalake.first_line(exc))
+        for empty in ([workdir.local_path(self.run.spark("staging"))] if self.shared_is_local else []) + \
+                [self.run.local / "staging-copy"]:
+            try:
+                empty.rmdir()
+            except OSError:
+                pass
 
 
 def _complete(m, t0, on_night):
@@ -420,11 +427,13 @@ def _staged_files(spark, run, name, members, expected_total, expected=None):
             found = workdir.copy_to_local(spark, part, run.local(name) / m.tag)
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in found)
         if expected is not None and rows != expected[m.tag]:
-            raise InputError(_not_shared(run, f"{expected[m.tag]} staged rows ({name}, night {m.tag})", rows))
+            raise InputError(f"night {m.night:%Y-%m-%d}: "
+                             + _not_shared(run, f"{expected[m.tag]} staged rows ({name})", rows))
         files[m.tag] = found
         seen += rows
     if seen != expected_total:
-        raise InputError(_not_shared(run, f"{expected_total} staged rows ({name})", seen))
+        where = ", ".join(f"{m.night:%Y-%m-%d}" for m in members)
+        raise InputError(f"night {where}: " + _not_shared(run, f"{expected_total} staged rows ({name})", seen))
     return files
 
 

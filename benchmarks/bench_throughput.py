@@ -3,6 +3,7 @@
     python3 benchmarks/bench_throughput.py --alerts 400000                  # every table
     python3 benchmarks/bench_throughput.py --alerts 400000 --tables main    # the main table alone
     python3 benchmarks/bench_throughput.py --backfill                       # 21 real nights, one job vs one night
+    python3 benchmarks/bench_throughput.py --alerts 400000 --tables main,sky --peers PEERS_VENV/bin/python
 
 Night mode (``--alerts N``): datasim scales the real night 2024-01-15 to N alerts, then, in one
 Spark session (local[*], started once, its start-up reported apart):
@@ -16,7 +17,10 @@ Spark session (local[*], started once, its start-up reported apart):
   median of three.
 
 Printed: seconds, push/floor, push/read, alerts/s per core, bytes per alert of each table,
-and the driver's peak resident memory during the push.
+and the driver's peak resident memory during the push. ``--peers PYTHON``: then, on the same
+night, ``benchmarks/peers.py`` (hats-import with an objectId index, DuckDB) run by a Python
+that has them (a venv: ``python3 -m venv V && V/bin/pip install hats-import duckdb
+'dask[distributed]>=2025.3,<2025.4'``; hats needs pandas 3, pyspark 4 does not take it).
 
 Backfill mode (``--backfill``): every real night of ``../shared/datasim/ztf`` (21 nights,
 1,516 alerts from six Fink layouts) laid out by datasim; ``bin/fink_push --from --to`` over
@@ -139,6 +143,11 @@ def night_mode(args):
                "push_over_read": round(push_s / read_s, 1), "alerts_per_s_per_core": round(n / push_s / cores),
                "bytes_per_alert": {t: round(b / n) for t, b in sizes.items()}, "seconds": summary["seconds"],
                "peak_driver_mb": round(peak)}
+        if args.peers:
+            done = subprocess.run([args.peers, str(ROOT / "benchmarks" / "peers.py"), str(night_dir), str(work / "peers")],
+                                  capture_output=True, text=True, check=True)
+            res["peers"] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+            shutil.rmtree(work / "peers", ignore_errors=True)
         results.append(res)
         print(json.dumps(res), flush=True)
     print(f"\nSpark start-up (once, not in the push): {startup:.1f} s; {cores} cores")
@@ -148,6 +157,8 @@ def night_mode(args):
         print(f"{r['alerts']:>8} {r['tables']:>10} {r['push_s']:>7} {r['floor_s']:>8} {r['push_over_floor']:>10} "
               f"{r['read_s']:>7} {r['push_over_read']:>9} {r['alerts_per_s_per_core']:>8} "
               f"{r['bytes_per_alert'].get(config.table_prefix, 0):>12} {r['peak_driver_mb']:>8}")
+        for peer in r.get("peers", []):
+            print(f"{'':>8} {'peer':>10} {peer['seconds']:>7}  {peer['bytes_per_alert']:>6} B/alert  {peer['peer']}")
     spark.stop()
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -251,6 +262,8 @@ def main(argv=None):
     p.add_argument("--backfill", action="store_true", help="the backfill comparison instead")
     p.add_argument("--datasim", default=str(ROOT.parent / "shared" / "datasim"))
     p.add_argument("--keep", help="reuse/keep this directory (the scaled datalake)")
+    p.add_argument("--peers", metavar="PYTHON",
+                   help="also run benchmarks/peers.py (hats-import, DuckDB) with this Python on the same night")
     args = p.parse_args(argv)
     if args.backfill:
         backfill_mode(args)

@@ -44,9 +44,11 @@ LOSSES = (REPEATED_KEY, NO_CELLS)
 def open_tables(store, builders, config, pending_ok=False):
     """Create or check every table a push will write, before the night is read.
 
-    Each table is created if missing, and its key layout checked and recorded in its schema
-    row (``schemarow.check_layout``): a table written with another layout stops the push here,
-    in seconds, naming the upgrade command.
+    Each table is created if missing, with the codec the store chooses for it
+    (``store.check_codecs``: on HBase the configured codecs, each tried first on a scratch
+    table), and its key layout checked and recorded in its schema row
+    (``schemarow.check_layout``): a codec the store refuses or a table written with another
+    layout stops the push here, in seconds, naming the setting or the upgrade command.
 
     ``pending_ok`` accepts tables marked as being rebuilt whole (the rebuild's own pushes).
 
@@ -59,12 +61,17 @@ def open_tables(store, builders, config, pending_ok=False):
     ------
     LayoutError
         If a table holds rows of another key layout.
+    StoreError
+        If the store cannot use a table's codec (nothing is created).
     """
     survey = config.survey
+    names = {b.table_name(config.table_prefix): b for b in builders}
+    # every codec tried first (HBase: on a scratch table), before any table is created
+    codecs = store.check_codecs(names, config)
     out = {}
-    for b in builders:
+    for name, b in names.items():
         families = b.families_for(survey)
-        table = store.ensure_table(b.table_name(config.table_prefix), families, b.compression)
+        table = store.ensure_table(name, families, codecs[name])
         schemarow.check_layout(table, survey.schema_version, families[0], b.key_layout(survey), b.kind,
                                write=True, pending_ok=pending_ok)
         out[b.kind] = table

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -175,7 +176,7 @@ def main(spark_factory, argv=None):
         print(f"{len(nights)} nights: {ok} complete, {len(summaries) - ok} incomplete, "
               f"{len(missing)} without a partition (skipped: {', '.join(missing) or 'none'})")
     print(f"store: {config.store} (tables: {', '.join(store.tables())}); log: {run_dir / 'push.log'}")
-    print(f"look at an object: python -m fink_ingest.show --store {config.store} <objectId>")
+    print(f"look at an object: python -m fink_ingest.show --store {shlex.quote(config.store)} <objectId>")
     (run_dir / "summary.json").write_text(json.dumps({"nights": summaries, "missing": missing}, indent=2))
     return 0 if all(s["ok"] for s in summaries) else 1
 

@@ -318,8 +318,10 @@ class ThriftDouble:
         self.thread = None
 
     def make_server(self):
-        return make_server(HB.Hbase, Handler(SQLiteStore(self.directory), self.codecs), "127.0.0.1", self.port,
-                           client_timeout=None)
+        server = make_server(HB.Hbase, Handler(SQLiteStore(self.directory), self.codecs), "127.0.0.1", self.port,
+                             client_timeout=None)
+        server.daemon = True   # a connection a client left open does not keep the process alive
+        return server
 
     def start(self):
         self.server = self.make_server()
@@ -334,8 +336,16 @@ class ThriftDouble:
         raise RuntimeError(f"thrift double did not start on port {self.port}")
 
     def stop(self):
+        """Stop accepting connections (open ones end with their clients or the process)."""
         if self.server is not None:
             self.server.close()
+            try:  # a connection wakes the thread blocked in accept(), which then sees it is closed
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                pass
+            if self.thread is not None:
+                self.thread.join(timeout=5)
+            self.server.trans.close()
             self.server = None
 
 

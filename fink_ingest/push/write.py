@@ -10,6 +10,7 @@ reason), and the push reconciles them (``night.reconcile``).
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import re
@@ -289,44 +290,65 @@ def _stat_columns(staged_types):
     return [n for n in ("i:fid", DERIVED_CLASS) if n in staged_types]
 
 
+def write_batches(url, plan, survey, put_rows, batches):
+    """One executor task's writes (``write_from_executors``): rows of each table derived from
+    staged batches, encoded and put through a connection of its own.
+
+    Parameters
+    ----------
+    url : str
+        The store's URL (``open_store``).
+    plan : list of (TableBuilder, str, dict)
+        Builder, table name and cell types of each table.
+    survey : fink_ingest.config.Survey
+    put_rows : int
+        Rows per put (the store cuts them into calls of its own batch size).
+    batches : iterable of pyarrow.RecordBatch
+        Staged rows.
+
+    Yields
+    ------
+    pyarrow.RecordBatch
+        One row per table: ``table``, ``expected``, ``written``, ``seconds`` (deriving,
+        encoding and putting), ``store_seconds`` (in the store's put), ``skipped`` (JSON).
+    """
+    from fink_ingest.store import open_store
+
+    remote = open_store(url)
+    tables = {name: remote.bare_table(name) for _, name, _ in plan}
+    written, skipped, seconds = collections.Counter(), collections.Counter(), collections.Counter()
+    expected = collections.Counter()
+    for batch in batches:
+        for start in range(0, batch.num_rows, put_rows):
+            part = batch.slice(start, put_rows)
+            for builder, name, types in plan:
+                t0 = time.time()
+                rows = builder.rows(part, survey)
+                if rows is None:
+                    continue
+                rows = settle(builder.merge_stored(tables[name], rows, survey), types)
+                expected[name] += rows.expected
+                skipped.update({f"{name}\t{k}": v for k, v in rows.skipped.items()})
+                if len(rows.keys):
+                    columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
+                    t1 = time.time()
+                    written[name] += tables[name].put_arrow(rows.keys, columns)
+                    seconds[f"{name}\tstore"] += time.time() - t1
+                seconds[name] += time.time() - t0
+    names = [name for _, name, _ in plan]
+    yield pa.RecordBatch.from_pydict({  # floats even where nothing was timed (an int 0)
+        "table": names, "expected": [expected[n] for n in names], "written": [written[n] for n in names],
+        "seconds": [float(seconds[n]) for n in names],
+        "store_seconds": [float(seconds[f"{n}\tstore"]) for n in names],
+        "skipped": [json.dumps({k.split("\t", 1)[1]: v for k, v in skipped.items() if k.startswith(n + "\t")})
+                    for n in names]})
+
+
 def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None):
     """Write staged rows from the Spark executors: each partition opens its own connection
     (``open_store(url)``) and puts its rows in batches; the driver sums the counts."""
-    url, survey, put_rows = store.url, config.survey, config.put_rows
     plan = [(w.builder, w.name, dict(w.types)) for w in writers]
-
-    def write_partition(batches):
-        from fink_ingest.store import open_store as _open
-
-        remote = _open(url)
-        tables = {name: remote.bare_table(name) for _, name, _ in plan}
-        written, skipped, seconds = collections.Counter(), collections.Counter(), collections.Counter()
-        expected = collections.Counter()
-        for batch in batches:
-            for start in range(0, batch.num_rows, put_rows):
-                part = batch.slice(start, put_rows)
-                for builder, name, types in plan:
-                    t0 = time.time()
-                    rows = builder.rows(part, survey)
-                    if rows is None:
-                        continue
-                    rows = settle(builder.merge_stored(tables[name], rows, survey), types)
-                    expected[name] += rows.expected
-                    skipped.update({f"{name}\t{k}": v for k, v in rows.skipped.items()})
-                    if len(rows.keys):
-                        columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
-                        t1 = time.time()
-                        written[name] += tables[name].put_arrow(rows.keys, columns)
-                        seconds[f"{name}\tstore"] += time.time() - t1
-                    seconds[name] += time.time() - t0
-        names = [name for _, name, _ in plan]
-        yield pa.RecordBatch.from_pydict({  # floats even where nothing was timed (an int 0)
-            "table": names, "expected": [expected[n] for n in names], "written": [written[n] for n in names],
-            "seconds": [float(seconds[n]) for n in names],
-            "store_seconds": [float(seconds[f"{n}\tstore"]) for n in names],
-            "skipped": [json.dumps({k.split("\t", 1)[1]: v for k, v in skipped.items() if k.startswith(n + "\t")})
-                        for n in names]})
-
+    write_partition = functools.partial(write_batches, store.url, plan, config.survey, config.put_rows)
     frame = spark.read.parquet(str(staged_dir))
     if sort_by and any(w.builder.merges for w in writers):
         # a merge reads the row it replaces: every row of an object in one task, in key

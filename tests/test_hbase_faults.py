@@ -1,7 +1,7 @@
 """The HBase path when the Thrift gateway dies in the middle of a push, and comes back.
 
 The gateway is the double, or the live server of ``FINK_TEST_HBASE``, behind a relay that
-dies like a gateway does (``hbase_double.GatewayProxy``).
+dies like a gateway does (``hbase_relay.GatewayProxy``).
 """
 import re
 from urllib.parse import urlparse
@@ -14,7 +14,7 @@ from fink_ingest.errors import StoreError
 from fink_ingest.push import push_night
 from fink_ingest.store import open_store
 from fink_ingest.tables.history import UNCHANGED
-from hbase_double import GatewayProxy
+from hbase_relay import GatewayProxy
 
 UPPER_ROWS = 1318   # rows of the upper-limit table on the real night 2024-01-15
 DIE_AFTER = 650     # rows of it the gateway forwards before it dies

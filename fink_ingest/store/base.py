@@ -129,8 +129,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def create_table(self, name, families, compression=None):
         """Create a table with the given column families (list of str), compressed with the
-        store's default codec, or ``compression`` (``"zstd"``: for cold tables, smaller rows
-        for more CPU; HBase sets it on every family).
+        store's default codec, or ``compression``: a codec of this backend, as
+        ``check_codecs`` gives it (embedded: ``"zstd"`` for cold tables, smaller rows for more
+        CPU; HBase: a codec name such as ``"GZ"``, set on every family).
 
         Raises
         ------

@@ -44,18 +44,19 @@ class HBaseTable(Table):
     def put_batch(self, rows):
         rows = [(as_bytes(k), {as_bytes(q): as_bytes(v) for q, v in cells.items()}) for k, cells in rows]
         encoded, keys = wire.encode_rows(rows)
-        return self._send(encoded, keys.__getitem__, len(rows))
+        return self._send(encoded, keys.__getitem__)
 
     def put_arrow(self, keys, columns):
         """Columnar puts encoded straight into Thrift calls (``wire.encode_arrow``)."""
         encoded, kept = wire.encode_arrow(keys, columns)
         if not kept.all():
             keys = keys.filter(pa.array(kept))
-        return self._send(encoded, lambda i: keys[i].as_py(), len(kept))
+        return self._send(encoded, lambda i: keys[i].as_py())
 
-    def _send(self, encoded, key_at, total):
-        """Send encoded rows in calls of the store's ``batch`` rows; returns rows written."""
-        written = 0
+    def _send(self, encoded, key_at):
+        """Send encoded rows in calls of the store's ``batch`` rows; returns rows written.
+        A failed call is named by its rows (positions among the rows with cells, and keys)."""
+        written, total = 0, len(encoded)
         for start, stop, body in wire.calls(encoded, self.store.batch_size):
             what = (f"put of rows {start}..{stop - 1} of {total} "
                     f"({_key_text(key_at(start))!r} .. {_key_text(key_at(stop - 1))!r})")

@@ -40,9 +40,13 @@ _VALUE_HEAD = bytes([T_STRING, 0, 3])                     # Mutation.value, then
 _STOP = bytes([T_STOP])
 # mutateRows' third argument, an empty attribute map, then the end of the argument struct.
 _TRAILER = bytes([T_MAP, 0, 3, T_STRING, T_STRING]) + struct.pack(">i", 0) + _STOP
-# A call is cut at this many bytes even if it has fewer rows than the store's ``batch``: the
-# gateway holds a whole call in memory before it writes it.
-MAX_CALL_BYTES = 8 << 20
+# A call is cut at this many bytes even if it has fewer rows than the store's ``batch`` (a
+# main-table row is ~6.5 KB on the wire: ~40 rows a call; index rows ~0.2 KB: 1000). Measured
+# on HBase 1.1.2's gateway (G1, 512 MB heap), 10,000 main-table alerts: the gateway spent
+# 0.8-0.9 s of CPU with calls of up to 128 or 256 KiB, 3.7-4.7 s with calls of 512 KiB to
+# 8 MiB, and the writes took 1.7x as long (benchmarks/README.md). A buffer of >= 512 KiB is a
+# "humongous" object for G1 with 1 MiB regions (heaps under 2 GB): the likely cause.
+MAX_CALL_BYTES = 256 << 10
 
 
 def _be32(lengths):
@@ -135,7 +139,7 @@ def encode_rows(rows):
     return pa.array(out, pa.binary()), kept
 
 
-def calls(rows, batch_rows, max_bytes=MAX_CALL_BYTES):
+def calls(rows, batch_rows, max_bytes=None):
     """Cut encoded rows into calls of at most ``batch_rows`` rows and ``max_bytes`` bytes
     (a single larger row goes alone).
 
@@ -145,6 +149,7 @@ def calls(rows, batch_rows, max_bytes=MAX_CALL_BYTES):
         First and last+1 row index, and the rows' bytes (a slice of the Arrow buffer).
     """
     rows = rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
+    max_bytes = max_bytes or MAX_CALL_BYTES
     n = len(rows)
     if n == 0:
         return

@@ -5,7 +5,7 @@ as one region. To spread one night's writes over region servers from the first p
 create the tables beforehand in the HBase shell::
 
     python3 -m fink_ingest.store.hbase.shell --store 'hbase://thrift-host:9090?table_prefix=fink' \\
-        --regions 64 --sample-night 2024-01-15 | hbase shell -n
+        --regions 64 --sample-night 2024-01-15 | hbase shell
 
 Names carry the store's ``table_prefix`` as HBase sees them (``fink_ztf.time``); codecs are
 the ones a push would choose (``codecs.resolve``: the URL, then ``[hbase.compression]``).

@@ -76,22 +76,33 @@ def baseline_reads(night_dir, columns, n):
     return json.loads(done.stdout)
 
 
-def push_hbase(spark, config, work, n, cores):
-    """Push the same night into HBase over Thrift (the test double in its own process)."""
+def push_hbase(spark, config, work, n, cores, url=None):
+    """Push the same night into HBase over Thrift: the test double in its own process, or
+    the external Thrift gateway ``url``, under the URL's ``table_prefix`` (default
+    ``fink_bench_<n>``), which must hold no table; the tables are dropped after."""
     import dataclasses
 
     sys.path.insert(0, str(ROOT / "tests"))
     from hbase_double import free_port
 
-    port, directory = free_port(), work / "hbase"
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hbase_double.py"), str(directory), str(port)],
-                            stdout=subprocess.PIPE, text=True)
-    proc.stdout.readline()
+    proc = None
+    if url is None:
+        port, directory = free_port(), work / "hbase"
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hbase_double.py"), str(directory), str(port)],
+                                stdout=subprocess.PIPE, text=True)
+        proc.stdout.readline()
+        url, label = f"hbase://127.0.0.1:{port}", "hbase (Thrift double, executor writes)"
+    else:
+        if "table_prefix=" not in url:
+            url = f"{url}{'&' if '?' in url else '?'}table_prefix=fink_bench_{n}"
+        label = f"hbase ({url}, executor writes)"
+    hconfig = dataclasses.replace(config, store=url)
+    store = open_store(hconfig.store)
+    if store.tables():   # a fresh push, as into the fresh embedded store; nobody's tables dropped
+        raise SystemExit(f"{url}: tables {store.tables()} exist under this table_prefix; give another one")
     try:
-        hconfig = dataclasses.replace(config, store=f"hbase://127.0.0.1:{port}")
-        store = open_store(hconfig.store)
         t0 = time.time()
         summary = push_night(spark, hconfig, store, paths.parse_night(NIGHT))
         push_s = time.time() - t0
@@ -99,13 +110,17 @@ def push_hbase(spark, config, work, n, cores):
             raise SystemExit(f"HBase push failed: {json.dumps(summary)[:2000]}")
         write_s = sum(v for k, v in summary["seconds"].items() if k.startswith(config.table_prefix))
         thrift_s = sum(summary.get("store_seconds", {}).values())
-        return {"store": "hbase (Thrift double, executor writes)", "alerts": n, "push_s": round(push_s, 2),
+        return {"store": label, "alerts": n, "push_s": round(push_s, 2),
                 "alerts_per_s": round(n / push_s), "alerts_per_s_per_core": round(n / push_s / cores),
                 "executor_write_s": round(write_s, 2), "thrift_put_s": round(thrift_s, 2),
                 "thrift_share_of_writes": round(thrift_s / write_s, 2) if write_s else None,
                 "seconds": summary["seconds"]}
     finally:
-        proc.kill()
+        if proc is not None:
+            proc.kill()
+        else:
+            for name in store.tables():
+                store.drop_table(name)
 
 
 def main(argv=None):
@@ -114,9 +129,11 @@ def main(argv=None):
     p.add_argument("--datasim", default=str(ROOT.parent / "shared" / "datasim"))
     p.add_argument("--tables", default="all", help="comma-separated tables, or all")
     p.add_argument("--keep", action="store_true", help="keep the scaled datalake and store")
-    p.add_argument("--hbase", action="store_true",
-                   help="also push into HBase over Thrift (tests/hbase_double.py in a subprocess), "
-                        "written from the Spark executors, after the embedded store")
+    p.add_argument("--hbase", nargs="?", const="double", metavar="URL",
+                   help="also push into HBase over Thrift, written from the Spark executors, after the "
+                        "embedded store: alone, into tests/hbase_double.py in a subprocess; with an "
+                        "hbase://host:port?... URL, into that Thrift gateway (under table_prefix, default "
+                        "fink_bench_<alerts>, which must hold no table; its tables are dropped after)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -183,7 +200,7 @@ def main(argv=None):
         results.append(res)
         print(json.dumps(res), flush=True)
         if args.hbase:
-            res_h = push_hbase(spark, config, work, n, cores)
+            res_h = push_hbase(spark, config, work, n, cores, None if args.hbase == "double" else args.hbase)
             results.append(res_h)
             print(json.dumps(res_h), flush=True)
     print(f"\nSpark start-up (once per run, not in push_s): {startup:.1f} s; machine: {cores} cores")
@@ -192,7 +209,7 @@ def main(argv=None):
     for r in results:
         if "read_s" not in r:  # the HBase run: printed as JSON above
             print(f"{r['alerts']:>8} {'-':>7} {r['push_s']:>7} {'-':>9} {r['alerts_per_s']:>9} "
-                  f"{r['alerts_per_s_per_core']:>9}  HBase over Thrift, executor writes "
+                  f"{r['alerts_per_s_per_core']:>9}  {r['store']} "
                   f"(Thrift puts: {r['thrift_share_of_writes']:.0%} of write time)")
             continue
         print(f"{r['alerts']:>8} {r['read_s']:>7} {r['push_s']:>7} {r['push_over_read']:>9} "

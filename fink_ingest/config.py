@@ -126,6 +126,11 @@ class Config:
         spark-submit's, which win over the file's (``fink_ingest.spark.session``).
     put_rows, stage_rows : int
         Rows per store write and per staging batch.
+    hbase_compression : dict of str to str
+        HBase codec of the tables the push creates, by table kind (keys of
+        ``tables.BUILDERS``) and ``"default"`` for the kinds not named (``[hbase.compression]``;
+        the store URL can replace them, see ``store.hbase.codecs``). Upper-case names of HBase's
+        ``Compression.Algorithm`` (``HBASE_CODECS``). The embedded store ignores it.
     source : str
         The configuration file this was read from.
     """
@@ -141,9 +146,18 @@ class Config:
     put_rows: int
     stage_rows: int
     source: str
+    hbase_compression: dict = dataclasses.field(default_factory=lambda: {"default": HBASE_DEFAULT_CODEC})
 
 
-_TOP_KEYS = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark", "batch"}
+# HBase's codec names (org.apache.hadoop.hbase.io.compress.Compression.Algorithm): NONE, GZ,
+# LZO, SNAPPY, LZ4 in 1.x; BZIP2 and ZSTD from 2.0. Which ones a server can use depends on its
+# native libraries: the push tries them first (``store.hbase.codecs``).
+HBASE_CODECS = ("NONE", "GZ", "LZO", "SNAPPY", "LZ4", "BZIP2", "ZSTD")
+# Works on every HBase without native libraries (GZ falls back to Java's zlib), and compresses.
+HBASE_DEFAULT_CODEC = "GZ"
+
+_TOP_KEYS = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark", "batch", "hbase"}
+_HBASE_KEYS = {"compression"}
 _SPARK_KEYS = {"master", "options"}
 _BATCH_KEYS = {"put_rows", "stage_rows"}
 _OVERRIDABLE = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark_master",
@@ -154,6 +168,26 @@ def _check_keys(path, where, found, allowed):
     unknown = set(found) - allowed
     if unknown:
         raise ConfigError(f"{path}: {where}{sorted(unknown)} unknown; expected keys among {sorted(allowed)}")
+
+
+def _hbase_compression(path, raw):
+    """``[hbase.compression]``: kind (or ``default``) -> upper-case HBase codec name."""
+    hbase = raw.get("hbase", {})
+    _check_keys(path, "hbase.", hbase, _HBASE_KEYS)
+    given = hbase.get("compression", {})
+    if not isinstance(given, dict):
+        raise ConfigError(f"{path}: hbase.compression = {given!r}; expected a table of kind = \"CODEC\"")
+    out = {"default": HBASE_DEFAULT_CODEC}
+    for kind, codec in given.items():
+        if not isinstance(codec, str) or codec.upper() not in HBASE_CODECS:
+            raise ConfigError(f"{path}: hbase.compression.{kind} = {codec!r}; expected one of {list(HBASE_CODECS)}")
+        out[kind] = codec.upper()
+    named = set(out) - {"default"}
+    if named:
+        from fink_ingest.tables import BUILDERS  # only when tables are named (it imports pyspark)
+
+        _check_keys(path, "hbase.compression.", named, set(BUILDERS))
+    return out
 
 
 def _resolve(base, value):
@@ -288,4 +322,4 @@ def load_config(path=None, **overrides):
         if not isinstance(values[key], int) or values[key] <= 0:
             raise ConfigError(f"{path}: batch.{key} = {values[key]!r}; expected a positive integer")
     return Config(survey=load_survey(values.pop("survey")), spark_options=options, spark_overrides=given,
-                  source=str(path), **values)
+                  source=str(path), hbase_compression=_hbase_compression(path, raw), **values)

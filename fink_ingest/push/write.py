@@ -42,9 +42,12 @@ LOSSES = (REPEATED_KEY, NO_CELLS)
 def open_tables(store, builders, config, rebuilding=False):
     """Create or check every table a push will write, before the night is read.
 
-    Each table is created if missing, and its key layout checked and recorded in its schema
-    row (``schemarow.check_layout``): a table written with another layout, or whose whole
-    rebuild has not finished (``journal``), stops the push here, naming the command to run.
+    Each table is created if missing, with the codec the store chooses for it
+    (``store.check_codecs``: on HBase the configured codecs, each tried first on a scratch
+    table), and its key layout checked and recorded in its schema row
+    (``schemarow.check_layout``): a codec the store refuses, a table written with another
+    layout, or one whose whole rebuild has not finished (``journal``) stops the push here, in
+    seconds, naming the setting or the command to run.
 
     Parameters
     ----------
@@ -63,16 +66,20 @@ def open_tables(store, builders, config, rebuilding=False):
     ------
     LayoutError
         If a table holds rows of another key layout, or is being rebuilt whole.
+    StoreError
+        If the store cannot use a table's codec (nothing is created).
     """
     survey = config.survey
     pending = {} if rebuilding else journal.pending(store, config)
+    names = {b.table_name(config.table_prefix): b for b in builders}
+    # every codec tried first (HBase: on a scratch table), before any table is created
+    codecs = store.check_codecs(names, config)
     out = {}
-    for b in builders:
-        name = b.table_name(config.table_prefix)
+    for name, b in names.items():
         if b.kind in pending:
             journal.check(store, config, b.kind, name)
         families = b.families_for(survey)
-        table = store.ensure_table(name, families, b.compression)
+        table = store.ensure_table(name, families, codecs[name])
         schemarow.check_layout(table, survey.schema_version, families[0], b.key_layout(survey), b.kind, write=True)
         out[b.kind] = table
     return out

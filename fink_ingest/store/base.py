@@ -130,14 +130,41 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def create_table(self, name, families, compression=None):
         """Create a table with the given column families (list of str), compressed with the
-        store's default codec, or ``compression`` (``"zstd"``: for cold tables, smaller rows
-        for more CPU; HBase sets it on every family).
+        store's default codec, or ``compression``: a codec of this backend, as
+        ``check_codecs`` gives it (embedded: ``"zstd"`` for cold tables, smaller rows for more
+        CPU; HBase: a codec name such as ``"GZ"``, set on every family).
 
         Raises
         ------
         StoreError
             If it exists with other families.
         """
+
+    def check_codecs(self, tables, config=None):
+        """The ``compression`` each table is to be created with, checked to work on this store
+        before a push reads its night (``push.write.open_tables``).
+
+        The embedded store takes each builder's own choice (``TableBuilder.compression``:
+        None for its default, LZ4, or ``"zstd"`` for cold tables); HBase the codec configured
+        per table (``store.hbase.codecs``), each one tried first on a scratch table.
+
+        Parameters
+        ----------
+        tables : dict of str to fink_ingest.tables.base.TableBuilder
+            Table name -> its builder (``kind``, ``compression``).
+        config : fink_ingest.config.Config, optional
+
+        Returns
+        -------
+        dict of str to str or None
+            Table name -> the ``compression`` argument of ``create_table``.
+
+        Raises
+        ------
+        StoreError
+            If the store cannot use a codec; the message names it and the setting to change.
+        """
+        return {name: builder.compression for name, builder in tables.items()}
 
     def ensure_table(self, name, families, compression=None):
         """Create the table if it does not exist (idempotent); return it."""

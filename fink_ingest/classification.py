@@ -108,8 +108,29 @@ def _holds(values, op, threshold):
         return known & op(values, threshold)
 
 
+def _texts(raw, n):
+    """Text inputs as an object array, None where missing or not text."""
+    import numpy as np
+
+    values = np.full(n, None, dtype=object) if raw is None else np.asarray(raw, dtype=object)
+    return np.array([v if isinstance(v, str) else None for v in values], dtype=object)
+
+
+def _floats(raw, n):
+    """Numeric inputs as float64, NaN where missing."""
+    import numpy as np
+    import pandas as pd
+
+    if raw is None:
+        return np.full(n, np.nan)
+    values = np.asarray(raw)
+    if values.dtype.kind in "fiub":
+        return values.astype(float)
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def classify(values, hosts):
-    """The class of each alert from pandas values (numpy array of str, never null).
+    """The class of each alert from pandas or numpy values (numpy array of str, never null).
 
     Parameters
     ----------
@@ -126,21 +147,12 @@ def classify(values, hosts):
     import operator as op
 
     import numpy as np
-    import pandas as pd
 
     n = len(next(iter(values.values()))) if values else 0
-    num, text = {}, {}
-    for name in RULE_INPUTS:
-        raw = values.get(name)
-        if name in _TEXT_INPUTS:
-            series = pd.Series(raw if raw is not None else [None] * n, dtype=object)
-            text[name] = series.where(series.notna(), None)
-        else:
-            num[name] = pd.to_numeric(pd.Series(raw if raw is not None else [np.nan] * n), errors="coerce") \
-                .to_numpy(dtype=float, na_value=np.nan)
-    simbad = text["cdsxmatch"]
-    has_simbad = simbad.notna().to_numpy()
-    host = simbad.isin(list(hosts)).to_numpy() & has_simbad
+    num = {name: _floats(values.get(name), n) for name in RULE_INPUTS if name not in _TEXT_INPUTS}
+    simbad, tracklet_ids = _texts(values.get("cdsxmatch"), n), _texts(values.get("tracklet"), n)
+    host_set = set(hosts)
+    host = np.array([v in host_set for v in simbad], dtype=bool)
     snn = _holds(num["snn_snia_vs_nonia"], op.gt, SCORE_MIN) | _holds(num["snn_sn_vs_all"], op.gt, SCORE_MIN)
     quality = _holds(num["drb"], op.gt, DRB_MIN) & _holds(num["classtar"], op.gt, CLASSTAR_MIN)
     age = num["jd"] - num["jdstarthist"]
@@ -152,15 +164,14 @@ def classify(values, hosts):
     kilonova = _holds(num["rf_kn_vs_nonkn"], op.gt, SCORE_MIN) & quality & _holds(age, op.lt, KN_MAX_AGE_DAYS) \
         & _holds(num["ndethist"], op.lt, KN_MAX_NDETHIST) & not_mpc & host
     sso_candidate = _holds(num["roid"], op.eq, ROID_CANDIDATE)
-    tracklet = text["tracklet"].map(lambda t: t is not None and str(t).startswith(TRACKLET_PREFIX)).to_numpy(bool)
+    tracklet = np.array([t is not None and t.startswith(TRACKLET_PREFIX) for t in tracklet_ids], dtype=bool)
     sso_mpc = _holds(num["roid"], op.eq, ROID_MPC)
     n_flags = microlensing.astype(int) + sn + sso_candidate + sso_mpc
-    label = simbad.fillna("").astype(str)
-    simbad_wins = has_simbad & ~simbad.isin([UNKNOWN, "Transient"]).to_numpy() \
-        & ~label.str.startswith("Fail").to_numpy() & ~label.str.startswith("Galaxy").to_numpy()
-    choices = [(simbad_wins, label.to_numpy(dtype=object)), (n_flags > 1, AMBIGUOUS), (sso_mpc, SSO_MPC),
-               (tracklet, TRACKLET), (sso_candidate, SSO_CANDIDATE), (kilonova, KILONOVA), (early, EARLY_SNIA),
-               (sn, SN), (microlensing, MICROLENSING)]
+    simbad_wins = np.array([v is not None and v not in (UNKNOWN, "Transient") and not v.startswith("Fail")
+                            and not v.startswith("Galaxy") for v in simbad], dtype=bool)
+    choices = [(simbad_wins, simbad), (n_flags > 1, AMBIGUOUS), (sso_mpc, SSO_MPC), (tracklet, TRACKLET),
+               (sso_candidate, SSO_CANDIDATE), (kilonova, KILONOVA), (early, EARLY_SNIA), (sn, SN),
+               (microlensing, MICROLENSING)]
     out = np.full(n, UNKNOWN, dtype=object)
     for mask, value in reversed(choices):  # the first rule that holds wins: apply it last
         out = np.where(mask, value, out)

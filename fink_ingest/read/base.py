@@ -18,7 +18,7 @@ import pyarrow as pa
 from fink_ingest import rowkeys, schemarow
 from fink_ingest.errors import QueryError
 from fink_ingest.read import derived
-from fink_ingest.read.decode import decode_rows, jd_of
+from fink_ingest.read.decode import decode_columns, jd_of
 from fink_ingest.tables import BUILDERS
 
 # A running reader re-reads a table's schema row at most this often (a push may add columns
@@ -242,31 +242,39 @@ class ReaderBase:
         return rowkeys.format_time_scalar(jd, self.survey.time_int_digits, self.survey.time_frac_digits).encode()
 
     # -- frames ------------------------------------------------------------------------
-    def _index_frame(self, kind, rows):
-        """Decode index rows, adding objectId, jd and candid (and a ``score``) from their keys."""
-        frame = decode_rows(rows, self.types(kind))
+    def _index_frame(self, kind, rows, cells=True):
+        """Index rows as a frame: objectId, jd and candid from their keys, then their cells
+        (decoded with the table's schema row; left out with ``cells=False``, when the main
+        table gives the answer). Returns ``(frame, parsed key components by role)``."""
         keys = rowkeys.parse_many(BUILDERS[kind].key, [k for k, _ in rows])
-        frame.insert(0, self._oid(), keys["object"])
-        frame.insert(1, self._jd(), keys["time"])
-        frame.insert(2, self._alert_id(), keys["alert"])
-        return frame.reset_index(drop=True), keys
+        data = {self._oid(): keys["object"], self._jd(): keys["time"], self._alert_id(): keys["alert"]}
+        if cells:
+            data.update(decode_columns(rows, self.types(kind)))
+        return pd.DataFrame(data, index=range(len(rows)), columns=list(data)), keys
 
-    def _main_rows(self, frame, columns=None):
-        """Main-table rows of the alerts of a frame (one per row, in its order; NaN where the
-        main table has no such row), restricted to ``columns`` (None: every column of the
-        schema row)."""
+    def _main_columns(self, frame, columns=None):
+        """Main-table columns of the alerts of a frame, one value per row, in its order
+        (None where the main table has no such row): dict of name to array or list;
+        ``columns`` None gives every column of the schema row."""
         main = self._table("main")
         types = self.types("main")
         names = list(types) if columns is None else [c for c in columns if c in types]
         if main is None or frame.empty:
-            return pd.DataFrame({n: pd.Series(dtype=object) for n in names}).reindex(range(len(frame)))
+            return {n: [None] * len(frame) for n in names}
         keys = rowkeys.make(BUILDERS["main"].key, {
             "object": pa.array(frame[self._oid()].tolist(), pa.string()),
             "time": pa.array(frame[self._jd()].to_numpy(dtype=float)),
             "alert": pa.array(frame[self._alert_id()].to_numpy(dtype=np.int64))}, self.survey).to_pylist()
         want = None if columns is None else [c.encode() for c in names]
-        found = decode_rows(main.rows([k.encode() for k in keys], columns=want), types, names)
-        return found.reindex(keys).reset_index(drop=True)
+        rows = main.rows([k.encode() for k in keys], columns=want)
+        if len(rows) != len(keys):   # an index row without its main row: keep the frame's order
+            found = dict(rows)
+            rows = [(k.encode(), found.get(k.encode(), {})) for k in keys]
+        return decode_columns(rows, types, names)
+
+    def _main_rows(self, frame, columns=None):
+        """``_main_columns`` as a DataFrame (index 0..n-1)."""
+        return pd.DataFrame(self._main_columns(frame, columns), index=range(len(frame)))
 
     def _alerts(self, frame, columns, index_columns, defaults=derived.PER_ALERT, extra=None):
         """Alerts found through an index, as asked: ``columns`` None gives every main-table
@@ -289,22 +297,20 @@ class ReaderBase:
         """
         extra = extra or {}
         if columns is None:
-            out = self._main_rows(frame)
+            data = self._main_columns(frame)
             names = list(defaults)
         else:
             names = [c for c in columns if c in derived.ALL]
             stored = [c for c in columns if c not in derived.ALL and c not in extra]
             need = list(dict.fromkeys(stored + derived.inputs(names, self.survey)))
             from_index = [c for c in need if c in index_columns and c in frame.columns]
+            data = {c: frame[c].to_numpy() for c in from_index}
             from_main = [c for c in need if c not in from_index]
-            out = frame[from_index].reset_index(drop=True).copy()
             if from_main:
-                main = self._main_rows(frame, from_main)
-                for c in from_main:
-                    out[c] = main[c] if c in main.columns else None
-        derived.add(out, names, self.survey, self.survey.hosts)
-        for name, values in extra.items():
-            out[name] = np.asarray(values)
-        if columns is not None:
-            out = out[[c for c in columns if c in out.columns] + [c for c in extra if c not in columns]]
-        return out.reset_index(drop=True)
+                main = self._main_columns(frame, from_main)
+                data.update({c: main.get(c, [None] * len(frame)) for c in from_main})
+        data.update(derived.compute(data, names, self.survey, self.survey.hosts))
+        data.update({name: np.asarray(values) for name, values in extra.items()})
+        order = list(data) if columns is None else \
+            [c for c in columns if c in data] + [c for c in extra if c not in columns]
+        return pd.DataFrame({c: data[c] for c in order}, index=range(len(frame)), columns=order)

@@ -48,8 +48,8 @@ def history_entries(rows, types, oid_column, object_of):
     return frame
 
 
-def decode_rows(rows, types, columns=None):
-    """Decode ``(key, cells)`` rows into a DataFrame.
+def decode_columns(rows, types, columns=None):
+    """Decode ``(key, cells)`` rows column by column.
 
     Parameters
     ----------
@@ -61,8 +61,8 @@ def decode_rows(rows, types, columns=None):
 
     Returns
     -------
-    pandas.DataFrame, shape (len(rows), n_columns)
-        Index: the row keys (str). Absent cells are None/NaN.
+    dict of str to numpy.ndarray or list, each of length len(rows)
+        Absent cells are None (or NaN in float columns).
 
     Raises
     ------
@@ -87,7 +87,19 @@ def decode_rows(rows, types, columns=None):
         if type_name is None:
             raise QueryError(f"column {name!r} has cells but no type in the schema row")
         data[name] = cellcodec.decode_column(raw, type_name)
-    return pd.DataFrame(data, index=[k.decode() for k, _ in rows], columns=names)
+    return data
+
+
+def decode_rows(rows, types, columns=None):
+    """Decode ``(key, cells)`` rows into a DataFrame (see ``decode_columns``).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (len(rows), n_columns)
+        Index: the row keys (str). Absent cells are None/NaN.
+    """
+    data = decode_columns(rows, types, columns)
+    return pd.DataFrame(data, index=[k.decode() for k, _ in rows], columns=list(data))
 
 
 MJD_OFFSET = 2400000.5        # JD of MJD 0

@@ -6,7 +6,8 @@ Names and meanings follow Fink's object API (``apps/utils/decoding.py`` of fink-
   the class index);
 - ``v:lastdate``, ``v:firstdate``: ISO UTC dates (millisecond text) of ``i:jd`` and of
   ``i:jdstarthist`` (first detection of the object); ``v:lapse``: their difference, days;
-- ``v:constellation``: the constellation of the position (``astropy.coordinates.get_constellation``);
+- ``v:constellation``: the constellation of the position (astropy's ``get_constellation``, run
+  by ``constellation`` without its per-call overhead);
 - ``v:rate``, ``v:sigma(rate)``: magnitude change per day since the previous alert of the
   object in the same band, and its error from ``sigmapsf``;
 - ``v:g-r``, ``v:sigma(g-r)``: colour from a g and an r alert of the object less than
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fink_ingest.classification import RULE_INPUTS, classify
+from fink_ingest.read.constellation import constellation_names
 from fink_ingest.tables.base import JD_UNIX_EPOCH
 
 FAMILY = "v"                      # Fink's family of values added when serving alerts
@@ -83,133 +85,153 @@ def inputs(names, survey):
     return list(dict.fromkeys(need))
 
 
+def _numbers(values):
+    """A column as float64 (None and non-numbers as NaN)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fiub":
+        return values.astype(float)
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def iso_dates(jd):
     """ISO UTC text of Julian Dates, to the millisecond (``YYYY-MM-DD hh:mm:ss.sss``, as
     astropy's ``Time(jd, format='jd').iso``); None where jd is missing. Array of object."""
-    jd = pd.to_numeric(pd.Series(jd), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    jd = _numbers(jd)
     ok = np.isfinite(jd)
     out = np.full(len(jd), None, dtype=object)
     if ok.any():
-        stamps = pd.to_datetime((jd[ok] - JD_UNIX_EPOCH) * 86400.0, unit="s").round("ms")
-        out[ok] = stamps.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3].to_numpy(dtype=object)
+        ms = np.round((jd[ok] - JD_UNIX_EPOCH) * 86400000.0).astype("int64").astype("datetime64[ms]")
+        out[ok] = np.char.replace(np.datetime_as_string(ms, unit="ms"), "T", " ").astype(object)
     return out
 
 
 def constellations(ra, dec):
     """Constellation names of positions (ICRS degrees): array of object, None where unknown."""
-    from astropy.coordinates import SkyCoord, get_constellation
-
-    ra = pd.to_numeric(pd.Series(ra), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    dec = pd.to_numeric(pd.Series(dec), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    ra, dec = _numbers(ra), _numbers(dec)
     ok = np.isfinite(ra) & np.isfinite(dec)
     out = np.full(len(ra), None, dtype=object)
     if ok.any():
-        # one look-up per distinct position (an object's alerts repeat the same few)
-        pairs, back = np.unique(np.round(np.stack([ra[ok], dec[ok]], axis=1), 6), axis=0, return_inverse=True)
-        names = np.atleast_1d(get_constellation(SkyCoord(pairs[:, 0], pairs[:, 1], unit="deg")))
-        out[ok] = names[np.asarray(back).ravel()]
+        out[ok] = constellation_names(ra[ok], dec[ok])
     return out
 
 
-def _rates(frame, oid, jd, fid, mag, err):
-    """v:rate and v:sigma(rate) of every alert (numpy arrays), per object and band."""
-    rate = np.full(len(frame), np.nan)
-    sigma = np.full(len(frame), np.nan)
-    order = frame.sort_values([oid, fid, jd], kind="stable")
-    same = (order[oid].to_numpy() == np.roll(order[oid].to_numpy(), 1)) & \
-        (order[fid].to_numpy() == np.roll(order[fid].to_numpy(), 1))
-    if len(order):
-        same[0] = False
-    same &= np.isin(pd.to_numeric(order[fid], errors="coerce").to_numpy(), list(BANDS.values()))  # g and r, as Fink
-    t, m, e = (pd.to_numeric(order[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan) for c in (jd, mag, err))
-    dt = t - np.roll(t, 1)
+def _rates(oid, t, f, m, e):
+    """v:rate and v:sigma(rate) of every alert: change since the previous alert of the object
+    in the same band (g or r), per day."""
+    n = len(t)
+    rate, sigma = np.full(n, np.nan), np.full(n, np.nan)
+    if n < 2:
+        return rate, sigma
+    order = np.lexsort((t, f, oid))
+    o, ff, tt, mm, ee = oid[order], f[order], t[order], m[order], e[order]
+    same = np.r_[False, (o[1:] == o[:-1]) & (ff[1:] == ff[:-1])] & np.isin(ff, list(BANDS.values()))
+    dt = np.r_[np.nan, np.diff(tt)]
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(same, (m - np.roll(m, 1)) / dt, np.nan)
-        s = np.where(same, np.hypot(e, np.roll(e, 1)) / dt, np.nan)
-    position = frame.index.get_indexer(order.index)
-    rate[position], sigma[position] = r, s
+        rate[order] = np.where(same, np.r_[np.nan, np.diff(mm)] / dt, np.nan)
+        sigma[order] = np.where(same, np.hypot(ee, np.r_[np.nan, ee[:-1]]) / dt, np.nan)
     return rate, sigma
 
 
-def _colours(frame, oid, jd, fid, mag, err):
-    """g-r colour columns of every alert (dict of name to numpy array), per object."""
-    out = {n: np.full(len(frame), np.nan) for n in (COLOUR, SIGMA_COLOUR, COLOUR_RATE, SIGMA_COLOUR_RATE)}
-    numeric = pd.DataFrame({"o": frame[oid].to_numpy(), "pos": np.arange(len(frame)),
-                            **{k: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-                               for k, c in (("t", jd), ("f", fid), ("m", mag), ("e", err))}})
-    numeric = numeric[np.isfinite(numeric["t"])]
-    for _, sub in numeric.groupby("o", sort=False):
-        g = sub[sub["f"] == BANDS["g"]].sort_values("t")
-        r = sub[sub["f"] == BANDS["r"]].sort_values("t")
-        if g.empty or r.empty:
+def _nearest(times, targets, tolerance):
+    """Index into sorted ``times`` of the nearest to each target, -1 beyond the tolerance
+    (ties: the earlier, as pandas' merge_asof)."""
+    right = np.clip(np.searchsorted(times, targets), 0, len(times) - 1)
+    left = np.clip(right - 1, 0, len(times) - 1)
+    best = np.where(np.abs(times[left] - targets) <= np.abs(times[right] - targets), left, right)
+    return np.where(np.abs(times[best] - targets) <= tolerance, best, -1)
+
+
+def _colours(oid, t, f, m, e):
+    """g-r colour columns of every alert (dict of name to array), per object: each g alert
+    with an r alert within the tolerance gives a colour; every alert takes the colour of the
+    nearest such g alert within the tolerance."""
+    n = len(t)
+    out = {k: np.full(n, np.nan) for k in (COLOUR, SIGMA_COLOUR, COLOUR_RATE, SIGMA_COLOUR_RATE)}
+    for obj in np.unique(oid[(f == BANDS["g"]) & np.isfinite(t)]):
+        rows = np.flatnonzero((oid == obj) & np.isfinite(t))
+        g = rows[f[rows] == BANDS["g"]]
+        r = rows[f[rows] == BANDS["r"]]
+        if not len(r):
             continue
-        pairs = pd.merge_asof(g, r[["t", "m", "e"]], on="t", suffixes=("_g", "_r"), direction="nearest",
-                              tolerance=COLOUR_TOLERANCE_DAYS).dropna(subset=["m_r"])
-        if pairs.empty:
+        g, r = g[np.argsort(t[g], kind="stable")], r[np.argsort(t[r], kind="stable")]
+        match = _nearest(t[r], t[g], COLOUR_TOLERANCE_DAYS)
+        g, match = g[match >= 0], r[match[match >= 0]]
+        if not len(g):
             continue
-        colour = (pairs["m_g"] - pairs["m_r"]).to_numpy()
-        sigma = np.hypot(pairs["e_g"], pairs["e_r"]).to_numpy()
-        dt = np.diff(pairs["t"].to_numpy(), prepend=np.nan)
+        colour, sigma = m[g] - m[match], np.hypot(e[g], e[match])
+        dt = np.r_[np.nan, np.diff(t[g])]
         with np.errstate(divide="ignore", invalid="ignore"):
-            crate = np.diff(colour, prepend=np.nan) / dt
-            csigma = np.hypot(sigma, np.roll(sigma, 1)) / dt
-        table = pd.DataFrame({"t": pairs["t"].to_numpy(), COLOUR: colour, SIGMA_COLOUR: sigma,
-                              COLOUR_RATE: crate, SIGMA_COLOUR_RATE: csigma})
-        # every alert of the object takes the colour of the nearest g point within the tolerance
-        nearest = pd.merge_asof(sub.sort_values("t")[["t", "pos"]], table, on="t", direction="nearest",
-                                tolerance=COLOUR_TOLERANCE_DAYS)
-        for name in out:
-            out[name][nearest["pos"].to_numpy()] = nearest[name].to_numpy()
+            values = {COLOUR: colour, SIGMA_COLOUR: sigma, COLOUR_RATE: np.r_[np.nan, np.diff(colour)] / dt,
+                      SIGMA_COLOUR_RATE: np.hypot(sigma, np.r_[np.nan, sigma[:-1]]) / dt}
+        nearest = _nearest(t[g], t[rows], COLOUR_TOLERANCE_DAYS)
+        for name, column in values.items():
+            out[name][rows] = np.where(nearest >= 0, column[np.maximum(nearest, 0)], np.nan)
     return out
 
 
-def add(frame, names, survey, hosts):
-    """Add ``v:`` columns to a frame of alerts (in place; returns the frame).
+def compute(frame, names, survey, hosts):
+    """The given ``v:`` columns of a frame of alerts.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        Alerts with the columns ``inputs(names, survey)`` lists (missing ones count as null).
+    frame : pandas.DataFrame or dict of str to array_like
+        Alerts: columns by name, with those ``inputs(names, survey)`` lists (missing ones
+        count as null).
     names : list of str
-        ``v:`` columns to add, among ``ALL``.
+        ``v:`` columns, among ``ALL``.
     survey : fink_ingest.config.Survey
     hosts : list of str
         Extragalactic-host labels of Fink's rule.
 
     Returns
     -------
-    pandas.DataFrame
+    dict of str to numpy.ndarray, each of shape (len(frame),)
     """
     f = survey.original_family
-    n = len(frame)
+    n = len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
 
     def values(column):
-        return frame[column].to_numpy() if column in frame.columns else np.full(n, None, dtype=object)
+        if column not in frame:
+            return np.full(n, None, dtype=object)
+        value = frame[column]
+        if isinstance(value, list):   # a decoded column with absent cells: one object per row
+            out = np.empty(len(value), dtype=object)
+            for i, x in enumerate(value):
+                out[i] = x
+            return out
+        return np.asarray(value)
 
-    names = list(names)
-    if CLASSIFICATION in names:
-        frame[CLASSIFICATION] = classify({rule: values(c) for rule, c in rule_columns(survey).items()}, hosts)
+    out = {}
     jd = f"{f}:{survey.leaf['time']}"
+    if CLASSIFICATION in names:
+        out[CLASSIFICATION] = classify({rule: values(c) for rule, c in rule_columns(survey).items()}, hosts)
     if LASTDATE in names:
-        frame[LASTDATE] = iso_dates(values(jd))
+        out[LASTDATE] = iso_dates(values(jd))
     if FIRSTDATE in names:
-        frame[FIRSTDATE] = iso_dates(values(_col(survey, "jdstarthist")))
+        out[FIRSTDATE] = iso_dates(values(_col(survey, "jdstarthist")))
     if LAPSE in names:
-        frame[LAPSE] = pd.to_numeric(pd.Series(values(jd)), errors="coerce").to_numpy(dtype=float, na_value=np.nan) \
-            - pd.to_numeric(pd.Series(values(_col(survey, "jdstarthist"))), errors="coerce").to_numpy(
-                dtype=float, na_value=np.nan)
+        out[LAPSE] = _numbers(values(jd)) - _numbers(values(_col(survey, "jdstarthist")))
     if CONSTELLATION in names:
-        frame[CONSTELLATION] = constellations(values(f"{f}:{survey.leaf['ra']}"), values(f"{f}:{survey.leaf['dec']}"))
+        out[CONSTELLATION] = constellations(values(f"{f}:{survey.leaf['ra']}"), values(f"{f}:{survey.leaf['dec']}"))
     wanted = [x for x in PER_OBJECT if x in names]
     if wanted:
-        cols = (f"{f}:{survey.leaf['object_id']}", jd, _col(survey, "fid"), _col(survey, "magpsf"),
-                _col(survey, "sigmapsf"))
-        work = pd.DataFrame({c: values(c) for c in cols}).reset_index(drop=True)
+        oid = np.asarray(values(f"{f}:{survey.leaf['object_id']}"), dtype=object).astype(str)
+        t, fid, mag, err = (_numbers(values(c)) for c in (jd, _col(survey, "fid"), _col(survey, "magpsf"),
+                                                          _col(survey, "sigmapsf")))
         computed = {}
         if RATE in wanted or SIGMA_RATE in wanted:
-            computed[RATE], computed[SIGMA_RATE] = _rates(work, *cols)
-        if set(wanted) & {COLOUR, SIGMA_COLOUR, COLOUR_RATE, SIGMA_COLOUR_RATE}:
-            computed.update(_colours(work, *cols))
-        for name in wanted:
-            frame[name] = computed[name]
-    return frame
+            computed[RATE], computed[SIGMA_RATE] = _rates(oid, t, fid, mag, err)
+        if set(wanted) - {RATE, SIGMA_RATE}:
+            computed.update(_colours(oid, t, fid, mag, err))
+        out.update({name: computed[name] for name in wanted})
+    return {name: out[name] for name in ALL if name in out}
+
+
+def add(frame, names, survey, hosts):
+    """The frame with the given ``v:`` columns added (a new DataFrame, same index); see
+    ``compute``."""
+    columns = compute(frame, list(names), survey, hosts)
+    if not columns:
+        return frame
+    kept = frame.drop(columns=[c for c in columns if c in frame.columns])
+    return pd.concat([kept, pd.DataFrame(columns, index=frame.index)], axis=1)

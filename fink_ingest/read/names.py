@@ -63,7 +63,7 @@ class NameQueries(ReaderBase):
         columns = self._check_columns("main", columns, extra=index_columns + list(derived.ALL))
         table = self._table("tracklet")
         rows = self._scan(table, prefix=prefix) if table is not None else []
-        frame, keys = self._index_frame("tracklet", rows)
+        frame, keys = self._index_frame("tracklet", rows, cells=columns is not None)
         order = frame.sort_values(self._jd(), ascending=False, kind="stable").index
         frame = frame.loc[order].reset_index(drop=True)
         ids = np.asarray(keys["name"], dtype=object)[order] if len(frame) else np.array([], dtype=object)
@@ -111,7 +111,7 @@ class NameQueries(ReaderBase):
                 prefix = rowkeys.prefix(night)
                 rows.extend(self._night_top(table, prefix, night, n, lo, hi))
                 cursor = rowkeys.prefix_stop(prefix)
-        frame, keys = self._index_frame("anomaly", rows)
+        frame, keys = self._index_frame("anomaly", rows, cells=columns is not None)
         frame[SCORE] = keys["score"] if len(frame) else np.array([], dtype=float)
         frame = frame.sort_values([SCORE, self._jd()], ascending=[True, False], kind="stable").head(n)
         frame = frame.reset_index(drop=True)
@@ -192,24 +192,16 @@ class NameQueries(ReaderBase):
             return self._sso_names(name, n)
         table = self._table("resolver")
         prefix = rowkeys.prefix(resolver) + rowkeys.escape_text(name.strip().lower()).encode()
-        out = []
-        if table is not None:
-            for key, cells in table.scan(prefix=prefix):
-                if rowkeys.is_schema_row(key):
-                    continue
-                parts = BUILDERS["resolver"].parse_key(key)
-                out.append((parts["name"], parts["object"], key, cells))
-        frame, _ = self._index_frame("resolver", [(k, c) for _, _, k, c in out])
-        if frame.empty:
-            return pd.DataFrame(columns=[FULLNAME, self._oid(), self._jd(), self._alert_id(), self._col("ra"),
-                                         self._col("dec")])
-        frame = frame.rename(columns={NAME: FULLNAME})
-        frame["__name"] = [x for x, _, _, _ in out]
-        newest = frame.sort_values(self._jd(), ascending=False, kind="stable") \
-            .drop_duplicates(["__name", self._oid()])
-        newest = newest.sort_values(["__name", self._jd()], ascending=[True, False], kind="stable").head(n)
         keep = [FULLNAME, self._oid(), self._jd(), self._alert_id(), self._col("ra"), self._col("dec")]
-        return newest[[c for c in keep if c in newest.columns]].reset_index(drop=True)
+        rows = self._scan(table, prefix=prefix) if table is not None else []
+        frame, keys = self._index_frame("resolver", rows)
+        if frame.empty:
+            return pd.DataFrame(columns=keep)
+        frame = frame.rename(columns={NAME: FULLNAME}).assign(_name=keys["name"])
+        # one row per name and object: its newest alert carrying the name; names in key order
+        frame = frame.sort_values(self._jd(), ascending=False, kind="stable").drop_duplicates(["_name", self._oid()])
+        frame = frame.sort_values(["_name", self._jd()], ascending=[True, False], kind="stable").head(n)
+        return frame[[c for c in keep if c in frame.columns]].reset_index(drop=True)
 
     def _reverse(self, resolver, object_id, n):
         self._check_oid(object_id)

@@ -10,7 +10,7 @@ from fink_ingest.errors import QueryError
 from fink_ingest.read import derived
 from fink_ingest.read.base import ReaderBase
 from fink_ingest.read.cutouts import CUTOUT_KINDS, stamp_arrays
-from fink_ingest.read.decode import decode_rows, history_entries
+from fink_ingest.read.decode import decode_columns, history_entries
 from fink_ingest.tables import BUILDERS
 
 TAG = "d:tag"                        # Fink's tag of objects(withupperlim=True) rows
@@ -77,8 +77,9 @@ class ObjectQueries(ReaderBase):
         rows = []
         for oid in ids:
             rows.extend(self._scan(main, prefix=rowkeys.prefix(oid), columns=want))
-        frame = decode_rows(rows, types, [c for c in stored if c in types]).reset_index(drop=True)
-        derived.add(frame, names, self.survey, self.survey.hosts)
+        data = decode_columns(rows, types, [c for c in stored if c in types])
+        data.update(derived.compute(data, names, self.survey, self.survey.hosts))
+        frame = pd.DataFrame(data, columns=list(data))
         if kinds:
             self._add_stamps(frame, kinds)
         if with_upper_limits or (columns is not None and TAG in columns):

@@ -109,3 +109,12 @@ def test_missing_inputs_give_nulls_not_errors(alerts):
     bare = frame[["i:objectId"]].iloc[:3].copy()
     out = derived.add(bare, list(derived.ALL), reader.survey, reader.survey.hosts)
     assert list(out[derived.CLASSIFICATION]) == ["Unknown"] * 3 and out[derived.LASTDATE].isna().all()
+
+
+def test_constellations_equal_astropy_everywhere():
+    from fink_ingest.read.constellation import constellation_names
+
+    rng = np.random.default_rng(14)
+    ra = np.r_[rng.uniform(0, 360, 20000), np.repeat(np.linspace(0, 360, 181), 91)]
+    dec = np.r_[np.degrees(np.arcsin(rng.uniform(-1, 1, 20000))), np.tile(np.linspace(-89.9, 89.9, 91), 181)]
+    assert list(constellation_names(ra, dec)) == list(get_constellation(SkyCoord(ra, dec, unit="deg")))

@@ -231,8 +231,8 @@ def test_statistics(client):
     assert list(year["key:key"]) == [f"ztf_202509{d:02d}" for d in range(1, 6)]
     day = table(client, "statistics", date="20240115")
     assert len(day) == 1 and day["basic:sci"][0] == 849 and "basic:n_g" in day.columns
-    cols = table(client, "statistics", date="2025", columns="basic:exposures,class:Solar System MPC")
-    assert list(cols.columns) == ["key:key", "basic:exposures", "class:Solar System MPC"]
+    cols = table(client, "statistics", date="2024", columns="basic:n_r,class:Solar System MPC")
+    assert list(cols.columns) == ["key:key", "basic:n_r", "class:Solar System MPC"]
     assert "basic:sci" in table(client, "statistics", schema=True)["schema"].tolist()
 
 

@@ -1,5 +1,5 @@
-"""The index tables of names: tracklet, anomaly, resolver (and the statistics counts they came
-with), on every real sample night, against answers read from the datalake with pyarrow."""
+"""The index tables of names: tracklet, anomaly, resolver, on every real sample night, against
+answers read from the datalake with pyarrow."""
 import collections
 import math
 from pathlib import Path
@@ -35,7 +35,7 @@ def lake(sample_store):
                 for n in ("tracklet", "anomaly_score", "tns", "cdsxmatch")}
         for i, (oid, candid) in enumerate(zip(t["objectId"].to_pylist(), t["candid"].to_pylist())):
             out.append(dict(objectId=oid, candid=candid, jd=cand.field("jd")[i].as_py(),
-                            field=cand.field("field")[i].as_py(), **{n: v[i] for n, v in cols.items()}))
+                            **{n: v[i] for n, v in cols.items()}))
     return out
 
 
@@ -103,22 +103,6 @@ def test_resolver_table_holds_every_tns_value_and_simbad_label(sample_store, lak
         got = sorted((k["name"], k["object"], k["alert"]) for k, _ in rows if k["resolver"] == resolver)
         assert got == expected
     assert any(k["resolver"] == "tns" and c[b"d:name"] == b"SLSN-I" for k, c in rows)   # as written, in a cell
-
-
-def test_statistics_count_exposures_and_fields(sample_store, lake):
-    config, store = sample_store
-    nights = collections.defaultdict(lambda: (set(), set()))
-    for a in lake:
-        night = np.datetime_as_string(np.datetime64(int(math.floor(a["jd"] - JD_UNIX_EPOCH)), "D")).replace("-", "")
-        nights[night][0].add(a["jd"])
-        nights[night][1].add(a["field"])
-    table = store.table("ztf.statistics")
-    from fink_ingest import cells
-
-    for night, (jds, fields) in nights.items():
-        row = table.row(f"ztf_{night}".encode())
-        assert cells.decode(row[b"d:exposures"], "bigint") == len(jds)
-        assert cells.decode(row[b"d:fields"], "bigint") == len(fields)
 
 
 def test_rebuilding_a_name_table_for_a_night_gives_the_same_rows(spark, datasim, tmp_path):

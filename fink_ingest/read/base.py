@@ -244,13 +244,23 @@ class ReaderBase:
     # -- frames ------------------------------------------------------------------------
     def _index_frame(self, kind, rows, cells=True):
         """Index rows as a frame: objectId, jd and candid from their keys, then their cells
-        (decoded with the table's schema row; left out with ``cells=False``, when the main
-        table gives the answer). Returns ``(frame, parsed key components by role)``."""
+        (decoded with the table's schema row; ``cells`` may name the ones to decode, when the
+        main table gives the rest). Returns ``(frame, parsed key components by role)``."""
         keys = rowkeys.parse_many(BUILDERS[kind].key, [k for k, _ in rows])
         data = {self._oid(): keys["object"], self._jd(): keys["time"], self._alert_id(): keys["alert"]}
-        if cells:
+        if cells is True:
             data.update(decode_columns(rows, self.types(kind)))
+        elif cells:
+            data.update(decode_columns(rows, self.types(kind), cells))
         return pd.DataFrame(data, index=range(len(rows)), columns=list(data)), keys
+
+    def _index_cells(self, kind, columns):
+        """Cells to decode from an index's rows: all of them for a column request, else only
+        those the main table does not hold (``d:class``), added to whole alerts."""
+        if columns is not None:
+            return True
+        main = self.types("main")
+        return [c for c in self.types(kind) if c not in main]
 
     def _main_columns(self, frame, columns=None):
         """Main-table columns of the alerts of a frame, one value per row, in its order
@@ -296,8 +306,9 @@ class ReaderBase:
             Columns the query computed (e.g. ``v:separation_degree``), always kept.
         """
         extra = extra or {}
-        if columns is None:
+        if columns is None:   # the main table's columns, then those only the index holds
             data = self._main_columns(frame)
+            data.update({c: frame[c].to_numpy() for c in frame.columns if c not in data})
             names = list(defaults)
         else:
             names = [c for c in columns if c in derived.ALL]

@@ -81,7 +81,7 @@ class ClassQueries(ReaderBase):
                                                                  parts["alert"][i]), reverse=True)
                 rows = [rows[i] for i in order]
             rows = rows[:n]
-        frame, _ = self._index_frame("class", rows, cells=columns is not None)
+        frame, _ = self._index_frame("class", rows, cells=self._index_cells("class", columns))
         defaults = derived.PER_ALERT + (derived.PER_OBJECT if color else ())
         if columns is not None and color:
             columns = columns + [c for c in derived.PER_OBJECT if c not in columns]

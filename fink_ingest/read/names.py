@@ -63,7 +63,7 @@ class NameQueries(ReaderBase):
         columns = self._check_columns("main", columns, extra=index_columns + list(derived.ALL))
         table = self._table("tracklet")
         rows = self._scan(table, prefix=prefix) if table is not None else []
-        frame, keys = self._index_frame("tracklet", rows, cells=columns is not None)
+        frame, keys = self._index_frame("tracklet", rows, cells=self._index_cells("tracklet", columns))
         order = frame.sort_values(self._jd(), ascending=False, kind="stable").index
         frame = frame.loc[order].reset_index(drop=True)
         ids = np.asarray(keys["name"], dtype=object)[order] if len(frame) else np.array([], dtype=object)
@@ -111,7 +111,7 @@ class NameQueries(ReaderBase):
                 prefix = rowkeys.prefix(night)
                 rows.extend(self._night_top(table, prefix, night, n, lo, hi))
                 cursor = rowkeys.prefix_stop(prefix)
-        frame, keys = self._index_frame("anomaly", rows, cells=columns is not None)
+        frame, keys = self._index_frame("anomaly", rows, cells=self._index_cells("anomaly", columns))
         frame[SCORE] = keys["score"] if len(frame) else np.array([], dtype=float)
         frame = frame.sort_values([SCORE, self._jd()], ascending=[True, False], kind="stable").head(n)
         frame = frame.reset_index(drop=True)

@@ -89,7 +89,7 @@ class SsoQueries(ReaderBase):
         if unknown:
             raise QueryError(f"n_or_d {unknown}: no alert of such a Solar System object is stored (names and numbers "
                              "are matched as ZTF writes them in ssnamenr; no external resolver is called)")
-        frame, _ = self._index_frame("sso", rows, cells=columns is not None)
+        frame, _ = self._index_frame("sso", rows, cells=self._index_cells("sso", columns))
         frame = frame.sort_values(self._jd(), ascending=False, kind="stable").reset_index(drop=True)
         wanted = None if columns is None else list(dict.fromkeys(
             [c for c in columns if c not in (SSO_NAME, SSO_NUMBER)] + [ssnamenr]))

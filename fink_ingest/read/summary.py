@@ -31,9 +31,11 @@ class SummaryQueries(ReaderBase):
 
         Columns: ``key:key`` (``ztf_YYYYMMDD``), ``basic:sci`` (alerts ingested: the science
         stream), ``basic:n_g``, ``basic:n_r`` (``basic:n_i``: alerts per band),
-        ``basic:exposures``, ``basic:fields``, ``basic:objects`` (distinct objects, not in
-        Fink) and ``class:<class>`` (alerts per class of Fink's rule). Fink's ``basic:raw``
-        (alerts received before its quality cut) is not in the datalake, so not here.
+        ``basic:objects`` (distinct objects, not in Fink) and ``class:<class>`` (alerts per
+        class of Fink's rule). Fink's ``basic:raw`` (alerts received before its quality cut)
+        is not in the datalake; ``basic:exposures`` and ``basic:fields`` are not counted by
+        the statistics table (yet): neither is here. ``STAT_NAMES`` maps the cells the
+        table holds to Fink's names.
 
         Parameters
         ----------

@@ -1,8 +1,6 @@
 """Per-night statistics: one row per night, key ``<survey>_YYYYMMDD`` (as Fink's
-``statistics_class``): ``d:alerts``, ``d:objects``, ``d:fid_<n>`` (alerts per band),
-``d:exposures`` (distinct exposure times: one exposure gives every alert of its CCDs the same
-``jd``), ``d:fields`` (distinct survey fields) and ``c:<class>`` (alerts per class of
-Fink's rule)."""
+``statistics_class``): ``d:alerts``, ``d:objects``, ``d:fid_<n>`` (alerts per band) and
+``c:<class>`` (alerts per class of Fink's rule)."""
 from __future__ import annotations
 
 import collections
@@ -14,16 +12,6 @@ from fink_ingest import rowkeys
 from fink_ingest.tables.base import DERIVED_CLASS, Rows, TableBuilder, column
 
 CLASS_FAMILY = "c"
-# Distinct values counted per night: cell name -> alert field, or the survey's time column
-# (one ZTF exposure gives every alert of its 64 CCD quadrants the same jd); ``field`` is ZTF's
-# survey field number.
-TIME = None
-DISTINCT = {"exposures": TIME, "fields": "field"}
-
-
-def distinct_columns(survey):
-    """Staged column of each distinct count: dict of cell name to ``family:qualifier``."""
-    return {name: f"{survey.original_family}:{leaf or survey.leaf['time']}" for name, leaf in DISTINCT.items()}
 
 
 class StatisticsTable(TableBuilder):
@@ -38,15 +26,13 @@ class StatisticsTable(TableBuilder):
     def reset(self, row_groups=None):
         """Forget counts (called by the push at the start of each night)."""
         self._counts = collections.Counter()
-        self._distinct = {name: set() for name in DISTINCT}
         self.objects = 0
 
     def families_for(self, survey):
         return [survey.added_family, CLASS_FAMILY]
 
     def stage(self, available, survey):
-        wanted = [f"{survey.original_family}:fid", DERIVED_CLASS] + list(distinct_columns(survey).values())
-        return [n for n in wanted if n in available]
+        return [n for n in (f"{survey.original_family}:fid", DERIVED_CLASS) if n in available]
 
     def cell_types(self, staged_types, survey):
         return {}  # every cell is a bigint count; see finish
@@ -58,17 +44,11 @@ class StatisticsTable(TableBuilder):
             for item in pc.value_counts(values).to_pylist():
                 if item["values"] is not None:
                     self._counts[f"{prefix}{item['values']}"] += item["counts"]
-        for name, staged in distinct_columns(survey).items():
-            values = column(batch, staged)
-            self._distinct[name].update(v for v in pc.unique(values).to_pylist() if v is not None)
         return None
 
     def finish(self, night, survey):
         cells = {f"{survey.added_family}:alerts": self._counts["alerts"],
                  f"{survey.added_family}:objects": self.objects}
-        for name, seen in self._distinct.items():
-            if seen:
-                cells[f"{survey.added_family}:{name}"] = len(seen)
         for name, count in self._counts.items():
             if name.startswith("fid_"):
                 cells[f"{survey.added_family}:{name}"] = count

@@ -122,10 +122,14 @@ def cutouts(reader, args):
 
 
 def _rows(array):
-    """A 2-D array as lists of rows, NaN as null (strict JSON)."""
+    """A 2-D array as lists of rows, NaN and infinities as null (strict JSON)."""
     import numpy as np
 
-    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(array, dtype=float)]
+    values = np.asarray(array, dtype=float)
+    finite = np.isfinite(values)
+    if finite.all():
+        return values.tolist()
+    return np.where(finite, values, None).tolist()
 
 
 def statistics(reader, args):

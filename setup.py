@@ -11,6 +11,7 @@ CORE = [
     "numpy>=1.26",
     "happybase>=1.2",
     "tqdm>=4.60",
+    "zstandard>=0.22",  # per-table dictionaries of the embedded store (store/rows.py)
 ]
 
 setup(

@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
-import time
-from pathlib import Path
 
-from fink_ingest import paths
+from fink_ingest import paths, report, runs, workdir
 from fink_ingest.config import load_config
-from fink_ingest.errors import FinkIngestError, LayoutError
+from fink_ingest.errors import FinkIngestError
+from fink_ingest.preflight import preflight
+from fink_ingest.report import format_summary
 from fink_ingest.tables import BUILDERS
 
 log = logging.getLogger("fink_push")
@@ -47,56 +48,18 @@ def parser():
     p.add_argument("--table-prefix", help="prefix of every table name (default ztf)")
     p.add_argument("--put-rows", type=int, help="rows per store write")
     p.add_argument("--stage-rows", type=int, help="rows per staged batch read back by the writer")
+    p.add_argument("--verbose", action="store_true",
+                   help="progress lines and tracebacks on stderr too (they always go to the run's push.log)")
     return p
 
 
-def configure_logging(log_file):
-    """Log to stderr and to ``log_file``."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    for old in [h for h in root.handlers if getattr(h, "fink_push", False)]:  # a second run in-process
-        root.removeHandler(old)
-        old.close()
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
-        handler.setFormatter(fmt)
-        handler.fink_push = True
-        root.addHandler(handler)
-    for noisy in ("py4j", "pyspark"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def format_summary(summary):
-    """Human-readable end-of-run summary (str)."""
-    lines = [f"night {summary['night']}: {'OK' if summary['ok'] else 'INCOMPLETE'} "
-             f"in {summary['seconds']['total']} s",
-             f"  files read {summary['files_read']}, files rejected {len(summary['files_rejected'])}",
-             f"  alerts read {summary['alerts_read']}, duplicates dropped {summary['duplicates']}, "
-             f"rows rejected {summary['rows_rejected']}"]
-    for bad in summary["files_rejected"]:
-        lines.append(f"  rejected file {bad['file']}: {bad['reason']}")
-    if summary.get("rejects_file"):
-        lines.append(f"  rejected rows (with a reason column): {summary['rejects_file']}")
-    for table, n in summary["rows_written"].items():
-        skipped = summary.get("rows_skipped", {}).get(table) or {}
-        extra = "".join(f", {count} {'left as they were' if why.startswith('unchanged') else 'not placed'} ({why})"
-                        for why, count in skipped.items())
-        deleted = summary.get("rows_deleted", {}).get(table)
-        extra += f", {deleted} old rows deleted first" if deleted is not None else ""
-        expected = summary.get("rows_expected", {}).get(table)
-        lines.append(f"  {table}: {n} rows written of {expected} expected in {summary['seconds'].get(table)} s{extra}")
-    history = summary.get("history")
-    if history:
-        lines.append(f"  history entries {history['entries']} in the alerts, {history.get('staged', 0)} for a "
-                     f"history table (repeats included), rejected (no time) {history['rejected']}")
-    for problem in summary.get("problems", []):
-        lines.append(f"  INCOMPLETE: {problem}")
-    lines.append(f"  summary: {summary['run_dir']}/summary.json")
-    return "\n".join(lines)
-
-
 def main(spark_factory, argv=None):
-    """Run ``fink_push``; returns the exit code (0 only if everything was ingested).
+    """Run ``fink_push``; returns the exit code: 0 only if everything was ingested, 1 if a
+    night is incomplete or a step failed, 2 for bad arguments or configuration.
+
+    Every failure ends with one line on stderr, ``fink_push: error: <what failed, where, the
+    fix>``; tracebacks go to the run's push.log (and to stderr with ``--verbose``). Each
+    night's summary.json is written whatever happens.
 
     Parameters
     ----------
@@ -120,64 +83,114 @@ def main(spark_factory, argv=None):
             raise FinkIngestError("--all-nights goes with --rebuild TABLE")
         if args.upgrade and (args.rebuild or args.tables):
             raise FinkIngestError("--upgrade goes alone: it rebuilds every table on an older layout")
+        run = runs.claim_run_dir(config.work_dir)
     except FinkIngestError as exc:
         print(f"fink_push: error: {exc}", file=sys.stderr)
         return 2
-    run_dir = Path(config.work_dir) / "runs" / time.strftime("%Y%m%dT%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    configure_logging(run_dir / "push.log")
-    log.info("configuration %s; datalake %s; store %s", config.source, config.datalake, config.store)
-
-    from fink_ingest import datalake
-    from fink_ingest.errors import InputError
-    from fink_ingest.push import push_night, rebuild, stale_tables, upgrade
-    from fink_ingest.store import open_store
-
-    summaries, missing = [], []
+    except OSError as exc:
+        print(f"fink_push: error: work directory {config.work_dir}: {exc.strerror} ({exc.filename}): give write "
+              "access, or choose another --work-dir", file=sys.stderr)
+        return 2
+    log_file = run.local / "push.log"
+    report.configure_logging(log_file, verbose=args.verbose)
+    log.info("configuration %s; datalake %s; store %s; work directory %s", config.source, config.datalake,
+             config.store, config.work_dir)
+    outcome = {"summaries": [], "missing": [], "store": None, "spark": None}
     try:
-        store = open_store(config.store)
-        # before Spark starts: a table of another key layout refuses the push, in seconds
-        writing = [] if args.upgrade or args.all_nights else [args.rebuild] if args.rebuild else tables
-        stale = stale_tables(store, config, writing)
-        if len(stale) == 1:
-            raise LayoutError(next(iter(stale.values())))
-        if stale:
-            raise LayoutError(f"{len(stale)} tables written with an older row-key layout or not fully rebuilt "
-                              f"({', '.join(BUILDERS[k].table_name(config.table_prefix) for k in stale)}): "
-                              "upgrade the store with bin/fink_push --upgrade (rebuilds them from the datalake)")
-        spark = spark_factory(config)
-        if args.all_nights:
-            nights = datalake.list_nights(spark, config.datalake)
-        if args.upgrade:
-            kinds, summaries = upgrade(spark, config, store, run_dir)
-            print(f"upgrade: {', '.join(kinds) or 'every table is on this layout already; nothing to do'}")
-            nights = [s["night"] for s in summaries]
-        elif args.rebuild:
-            summaries = rebuild(spark, config, store, args.rebuild, nights, run_dir, args.all_nights)
-        else:
-            for night in nights:
-                try:
-                    summaries.append(push_night(spark, config, store, night, tables,
-                                                run_dir / paths.night_tag(night)))
-                except InputError as exc:
-                    if len(nights) == 1:
-                        raise
-                    log.warning("%s: skipped (%s)", night, exc)
-                    missing.append(f"{night:%Y-%m-%d}")
-    except FinkIngestError as exc:
-        log.error("%s", exc)
-        print(f"fink_push: error: {exc}", file=sys.stderr)
-        return 1
-    for summary in summaries:
-        print(format_summary(summary))
+        _run(args, config, spark_factory, nights, tables, run, outcome)
+        error = None
+    except KeyboardInterrupt:
+        error = "interrupted; run the same command again to complete the nights (nothing is duplicated)"
+    except BaseException as exc:  # noqa: BLE001 - every failure ends in one operator line
+        log.error("%s", report.operator_error(exc, outcome.get("night", "")), exc_info=True, extra=report.FILE_ONLY)
+        error = report.operator_error(exc, outcome.get("night", ""))
+    summaries, missing = outcome["summaries"], outcome["missing"]
     if len(nights) > 1:
         ok = sum(s["ok"] for s in summaries)
+        ranges = paths.night_ranges([paths.parse_night(n) for n in missing])
         print(f"{len(nights)} nights: {ok} complete, {len(summaries) - ok} incomplete, "
-              f"{len(missing)} without a partition (skipped: {', '.join(missing) or 'none'})")
-    print(f"store: {config.store} (tables: {', '.join(store.tables())}); log: {run_dir / 'push.log'}")
-    print(f"look at an object: python -m fink_ingest.show --store {config.store} <objectId>")
-    (run_dir / "summary.json").write_text(json.dumps({"nights": summaries, "missing": missing}, indent=2))
+              f"{len(missing)} without a partition{f' ({ranges})' if missing else ''}")
+    (run.local / "summary.json").write_text(json.dumps({"nights": summaries, "missing": missing,
+                                                        "error": error}, indent=2))
+    log_shown = _keep_in_work_dir(outcome["spark"], run)
+    if error:
+        print(f"fink_push: error: {error} (log: {log_shown})", file=sys.stderr)
+        return 1
+    store = outcome["store"]
+    print(f"store: {config.store} (tables: {', '.join(store.tables())}); log: {log_shown}")
+    example = _an_object(store, config)
+    if example:
+        print(f"look at an object: python3 -m fink_ingest.show --store {shlex.quote(config.store)} {example}")
     return 0 if all(s["ok"] for s in summaries) else 1
+
+
+def _keep_in_work_dir(spark, run):
+    """Copy the run's log and summaries to a work directory on a cluster file system (they
+    are written locally as the run goes); returns where the log is to be read."""
+    log_file = run.local / "push.log"
+    if run.shared_is_local or spark is None:
+        return log_file
+    try:
+        for path in [log_file, *run.local.glob("**/summary.json")]:
+            workdir.upload(spark, path, workdir.join(run.shared, str(path.relative_to(run.local))))
+        return workdir.join(run.shared, "push.log")
+    except Exception as exc:  # noqa: BLE001 - the local copy stays
+        log.warning("log and summaries not copied to %s: %s", run.shared, exc)
+        return log_file
+
+
+def _run(args, config, spark_factory, nights, tables, run, outcome):
+    """The command itself: preflight, Spark, then the nights (summaries into ``outcome``,
+    each printed as its night completes)."""
+    from fink_ingest import datalake
+    from fink_ingest.errors import InputError
+    from fink_ingest.push import push_nights, rebuild, upgrade
+    from fink_ingest.store import open_store
+
+    store = outcome["store"] = open_store(config.store)
+    rebuilding = args.upgrade or args.all_nights
+    preflight(store, config, [args.rebuild] if args.rebuild else tables, rebuilding=rebuilding)
+    with report.jvm_output_to(run.local / "push.log", args.verbose):
+        spark = outcome["spark"] = spark_factory(config)
+    workdir.probe(spark, config.work_dir)
+    runs.clean_stale_staging(config.work_dir, spark)
+    if args.all_nights:
+        nights[:] = datalake.list_nights(spark, config.datalake)
+    with report.Progress(len(nights) if not args.upgrade else None, args.verbose) as progress:
+        def done(summary):
+            outcome["summaries"].append(summary)
+            progress.night_done(format_summary(summary))
+
+        if args.upgrade:
+            kinds, _ = upgrade(spark, config, store, run, on_night=done)
+            nights[:] = [s["night"] for s in outcome["summaries"]]
+            progress.write(f"upgrade: {', '.join(kinds) or 'every table is on this layout already; nothing to do'}")
+            return
+        if args.rebuild:
+            rebuild(spark, config, store, args.rebuild, nights, run, args.all_nights, on_night=done)
+            return
+        _, missing = push_nights(spark, config, store, nights, run, tables, on_night=done, progress=progress.rows)
+    outcome["missing"] = [f"{n:%Y-%m-%d}" for n in missing]
+    if missing and len(nights) == 1:
+        raise InputError(f"night partition {paths.night_dir(config.datalake, missing[0])} does not exist "
+                         "or holds no parquet file")
+    if missing:
+        log.info("%d night(s) without a partition: %s", len(missing), paths.night_ranges(missing))
+
+
+def _an_object(store, config):
+    """An object id of the main table, to show the operator how to look at one (or None)."""
+    from fink_ingest import rowkeys
+
+    main = BUILDERS["main"]
+    name = main.table_name(config.table_prefix)
+    if name not in store.tables():
+        return None
+    for key, _ in store.table(name).scan(limit=2, columns=[f"{config.survey.original_family}:"
+                                                           f"{config.survey.leaf['object_id']}"]):
+        if not rowkeys.is_schema_row(key):
+            return shlex.quote(main.parse_key(key)["object"])
+    return None
 
 
 def _nights(args):

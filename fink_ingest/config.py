@@ -120,7 +120,10 @@ class Config:
     spark_master : str
         Spark master URL.
     spark_options : dict of str to str
-        Extra Spark configuration.
+        Spark settings of the configuration file (``[spark.options]``).
+    spark_overrides : dict of str to str
+        Spark settings given on the command line (``--spark-conf KEY=VALUE``): they win over
+        spark-submit's, which win over the file's (``fink_ingest.spark.session``).
     put_rows, stage_rows : int
         Rows per store write and per staging batch.
     source : str
@@ -134,6 +137,7 @@ class Config:
     work_dir: str
     spark_master: str
     spark_options: dict
+    spark_overrides: dict
     put_rows: int
     stage_rows: int
     source: str
@@ -233,8 +237,9 @@ def load_config(path=None, **overrides):
     **overrides
         Values that replace the file's (``None`` means "not given"): ``datalake``,
         ``survey``, ``table_prefix``, ``store``, ``work_dir``, ``spark_master``,
-        ``put_rows``, ``stage_rows``, ``spark_options`` (list of ``KEY=VALUE`` added to the
-        file's). Relative paths given here are relative to the current directory.
+        ``put_rows``, ``stage_rows``, ``spark_options`` (list of ``KEY=VALUE``: Spark settings
+        that win over the file's and spark-submit's). Relative paths given here are relative
+        to the current directory.
 
     Returns
     -------
@@ -257,11 +262,12 @@ def load_config(path=None, **overrides):
         raise ConfigError(f"override(s) {sorted(bad)} unknown; expected among {sorted(_OVERRIDABLE)}")
     base = path.parent
     options = {str(k): str(v) for k, v in spark.get("options", {}).items()}
+    given = {}
     for item in overrides.pop("spark_options", None) or []:
         key, sep, value = str(item).partition("=")
         if not sep or not key:
             raise ConfigError(f"Spark option {item!r}: expected KEY=VALUE")
-        options[key.strip()] = value.strip()
+        given[key.strip()] = value.strip()
     values = {
         "datalake": _resolve(base, raw.get("datalake", "datalake")),
         "survey": raw.get("survey", "ztf"),
@@ -281,7 +287,7 @@ def load_config(path=None, **overrides):
     for key in ("put_rows", "stage_rows"):
         if not isinstance(values[key], int) or values[key] <= 0:
             raise ConfigError(f"{path}: batch.{key} = {values[key]!r}; expected a positive integer")
-    return Config(survey=load_survey(values.pop("survey")), spark_options=options,
+    return Config(survey=load_survey(values.pop("survey")), spark_options=options, spark_overrides=given,
                   source=str(path), **values)
 
 

@@ -38,3 +38,21 @@ def night_dir(datalake, night):
 def night_tag(night):
     """``YYYYMMDD`` text of a night (used in run directories and statistics keys)."""
     return f"{night:%Y%m%d}"
+
+
+def night_ranges(nights):
+    """Consecutive nights as ranges, for an operator to read (str): ``2019-01-01..2019-09-02,
+    2019-09-04`` (a night alone is written alone)."""
+    import datetime as dt
+
+    out, start, last = [], None, None
+    for night in sorted(nights):
+        if last is not None and night == last + dt.timedelta(days=1):
+            last = night
+            continue
+        if start is not None:
+            out.append(f"{start:%Y-%m-%d}" if start == last else f"{start:%Y-%m-%d}..{last:%Y-%m-%d}")
+        start = last = night
+    if start is not None:
+        out.append(f"{start:%Y-%m-%d}" if start == last else f"{start:%Y-%m-%d}..{last:%Y-%m-%d}")
+    return ", ".join(out)

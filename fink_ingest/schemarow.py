@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from fink_ingest import cells as cellcodec
 from fink_ingest import rowkeys
-from fink_ingest.errors import LayoutError
+from fink_ingest.errors import LayoutError, SchemaError
 
 META_PREFIX = "__"            # qualifiers of the schema row that are not columns
 LAYOUT = "__rowkey"           # qualifier of the key-layout cell
-PENDING = "__pending"         # qualifier of the cell marking a table being rebuilt whole
 
 
 def read(table, version):
@@ -29,7 +28,8 @@ def read(table, version):
 
 
 def reconcile(stored, new_types, present):
-    """Types to write a night's cells with, and the schema-row cells that change.
+    """Types to write a night's cells with, the schema-row cells that change, and what
+    changed, said plainly (schema drift is never silent).
 
     Parameters
     ----------
@@ -42,27 +42,42 @@ def reconcile(stored, new_types, present):
 
     Returns
     -------
-    (dict of str to str, dict of str to str)
-        Types to encode each present column with (the night's own type for numbers of the
-        recorded kind, else the recorded type); schema-row cells to put.
-
-    Raises
-    ------
-    SchemaError
-        If a column's type changed in a way old cells cannot follow.
+    (dict of str to str, dict of str to str, dict)
+        Types to encode each column with (the night's own type for numbers of the recorded
+        kind, else the recorded type); schema-row cells to put; notes: ``new`` (list of new
+        columns, typed in the schema row), ``widened`` (column -> "old -> new": numbers to a
+        wider number, lossless), ``as_text`` (column -> what: a text column given numbers or
+        other values, written as their text, lossless), ``set_aside`` (column -> why: a type
+        the stored cells cannot follow; the night's values of it are not written).
     """
     write, changed = {}, {}
+    notes = {"new": [], "widened": {}, "as_text": {}, "set_aside": {}}
     for name, new in new_types.items():
         if name not in present:
             continue
-        final = cellcodec.promote(name, stored.get(name), new)
+        old = stored.get(name)
+        try:
+            final = cellcodec.promote(name, old, new)
+        except SchemaError:
+            notes["set_aside"][name] = (
+                f"stored as {old}, this night has {new}: the stored cells could not be read under one type, so "
+                f"this night's values are not written; correct the type upstream, or rebuild the table with "
+                f"--rebuild TABLE --all-nights to store the column under the new type")
+            continue
         # Numbers of the same kind are written at the night's own width (decoders read the
         # width from the cell), so a night's cells do not depend on which nights came first.
         same_kind = cellcodec.kind(new) == cellcodec.kind(final) in ("integer", "floating")
         write[name] = new if same_kind else final
-        if stored.get(name) != final:
+        if old is None:
+            if stored:  # a column new to a table that has a schema (the first push is not drift)
+                notes["new"].append(name)
+        elif final != old:
+            notes["widened"][name] = f"{old} -> {final}"
+        elif final != new and cellcodec.kind(final) == "text" and cellcodec.kind(new) != "text":
+            notes["as_text"][name] = f"stored as {old}, this night's {new} values written as text"
+        if old != final:
             changed[name] = final
-    return write, changed
+    return write, changed, {k: v for k, v in notes.items() if v}
 
 
 def put(table, version, changed):
@@ -92,18 +107,7 @@ def recorded_layout(table, version, family):
     return None, "unknown (no schema row)"
 
 
-def mark_pending(table, version, family, command):
-    """Mark a table as being rebuilt whole by ``command`` (str): until ``clear_pending``,
-    ``check_layout`` refuses it, so a rebuild or upgrade cut short is never taken as complete."""
-    table.put(rowkeys.schema_row_key(version), {f"{family}:{PENDING}".encode(): command.encode()})
-
-
-def clear_pending(table, version, family):
-    """Remove the mark of ``mark_pending`` (the rebuild is complete)."""
-    table.delete(rowkeys.schema_row_key(version), columns=[f"{family}:{PENDING}".encode()])
-
-
-def check_layout(table, version, family, layout, kind, write=False, pending_ok=False):
+def check_layout(table, version, family, layout, kind, write=False):
     """Refuse a table written with another key layout; record the layout of a new one.
 
     Parameters
@@ -119,21 +123,13 @@ def check_layout(table, version, family, layout, kind, write=False, pending_ok=F
         Builder name, for the message (``--rebuild KIND``).
     write : bool
         Record the layout if the table has none yet (a push about to write it).
-    pending_ok : bool
-        Accept a table marked as being rebuilt (``mark_pending``): the rebuild itself.
 
     Raises
     ------
     LayoutError
-        If the table holds rows of another layout or version, or a whole-table rebuild of it
-        did not finish; the message names the table and the command to run.
+        If the table holds rows of another layout or version; the message names the table
+        and the command to run.
     """
-    if not pending_ok:
-        mark = table.row(rowkeys.schema_row_key(version), columns=[f"{family}:{PENDING}".encode()])
-        if mark:
-            command = next(iter(mark.values())).decode()
-            raise LayoutError(f"table {table.name}: being rebuilt whole, or its rebuild was cut short; "
-                              f"run `{command}` (again) to complete it")
     found, found_version = recorded_layout(table, version, family)
     if found == layout or (found is None and found_version is None) \
             or (found is None and found_version == version):

@@ -8,7 +8,8 @@ def test_defaults_and_overrides(tmp_path):
     config = load_config(None, store=str(tmp_path / "s"), table_prefix="ztf_test", put_rows=10,
                          spark_options=["spark.driver.memory=4g"])
     assert config.store == str(tmp_path / "s") and config.table_prefix == "ztf_test"
-    assert config.put_rows == 10 and config.spark_options["spark.driver.memory"] == "4g"
+    assert config.put_rows == 10 and config.spark_overrides["spark.driver.memory"] == "4g"
+    assert config.spark_options["spark.driver.memory"] == "2g"  # the file's, which the command line overrides
     assert config.spark_options["spark.sql.session.timeZone"] == "UTC"
     assert config.survey.object_id == "objectId" and config.survey.time == "candidate.jd"
     assert config.datalake.endswith("shared/datasim/ztf/archive")

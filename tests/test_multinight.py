@@ -85,16 +85,34 @@ def snapshot(store):
     return {name: list(store.table(name).scan()) for name in store.tables()}
 
 
-def test_backfill_equals_nights_pushed_one_by_one(multinight, spark, tmp_path):
+def test_backfill_equals_nights_pushed_one_by_one(multinight, spark, tmp_path, capsys, monkeypatch):
+    """The backfill reads the range in one Spark job per group of nights sharing a schema (six
+    here: the nights come from six Fink layouts), accounts each night on its own, makes no
+    directory for a night that does not exist, lists those as ranges in one line, and stores
+    exactly what the nights pushed one by one stored."""
     from fink_ingest.cli import main
+    from fink_ingest.push import night as night_module
 
     config, store, summaries = multinight
+    groups = []
+    push_group = night_module._push_group
+    monkeypatch.setattr(night_module, "_push_group", lambda spark, config, store, members, *a, **k:
+                        groups.append([m.night for m in members]) or push_group(spark, config, store, members, *a, **k))
     first, last = min(summaries), max(summaries)
     code = main(lambda c: spark, ["--from", f"{first:%Y-%m-%d}", "--to", f"{last:%Y-%m-%d}",
                                   "--datalake", config.datalake, "--store", str(tmp_path / "s"),
                                   "--work-dir", str(tmp_path / "w")])
+    out = capsys.readouterr().out
     assert code == 0
     assert snapshot(open_store(str(tmp_path / "s"))) == snapshot(store)
+    assert len(groups) == 6 and sorted(n for g in groups for n in g) == sorted(summaries)
+    assert max(len(g) for g in groups) == 12                        # the hostless sample's nights together
+    days = (last - first).days + 1
+    assert f"{days} nights: 21 complete, 0 incomplete, {days - 21} without a partition (2018-11-30.." in out
+    assert out.count("night 20") == 21 and out.count("\n") < 21 * 30   # a summary per night, one closing line
+    night_dirs = sorted(p.name for p in (tmp_path / "w").glob("runs/*/2*"))
+    assert night_dirs == sorted(f"{n:%Y%m%d}" for n in summaries)    # no directory for a missing night
+    assert all((tmp_path / "w").glob(f"runs/*/{n:%Y%m%d}/summary.json") for n in summaries)
 
 
 def test_rebuild_one_table_leaves_the_others_byte_for_byte(multinight, spark):

@@ -230,9 +230,9 @@ def test_night_read_in_many_partitions_is_staged_in_at_most_merge_files(spark, d
     staged = []
     write_staged = night.write_staged
 
-    def counting(store, builders, staged_dir, *args, **kwargs):
-        staged.append((builders[0].kind, len(list(staged_dir.glob("*.parquet")))))
-        return write_staged(store, builders, staged_dir, *args, **kwargs)
+    def counting(store, builders, files, *args, **kwargs):
+        staged.append((builders[0].kind, len(files)))
+        return write_staged(store, builders, files, *args, **kwargs)
 
     monkeypatch.setattr(night, "write_staged", counting)
     tables = {}

@@ -187,7 +187,7 @@ def test_reader_reads_while_a_writer_holds_a_transaction(tmp_path):
 def test_zstd_rows_of_an_earlier_layout_still_read(tmp_path):
     import struct
 
-    from fink_ingest.store import sqlite as sq
+    from fink_ingest.store import rows as sq
 
     packed = sq.pack_cells({1: b"x" * 400})
     old = b"\x01" + struct.pack(">I", len(packed)) + pa.Codec("zstd", compression_level=1).compress(packed, asbytes=True)
@@ -202,7 +202,7 @@ def test_compress_column_equals_compress_of_each_row():
     import pyarrow.parquet as pq
 
     from conftest import NIGHT_DIR
-    from fink_ingest.store import sqlite as sq
+    from fink_ingest.store import rows as sq
 
     candidate = pq.read_table(NIGHT_DIR, columns=["candidate"])["candidate"].combine_chunks()
     texts = [pc.cast(pc.cast(candidate.field(i), pa.string()), pa.binary()) for i in range(candidate.type.num_fields)]
@@ -232,7 +232,7 @@ def test_hbase_split_keys_follow_the_key_layouts():
 def test_table_compression_is_kept_per_table(tmp_path):
     """A zstd table writes zstd rows (flag 1) and reads them back; others stay LZ4; a table
     file made before the option existed reads as LZ4; an unknown codec is refused."""
-    from fink_ingest.store import sqlite as sq
+    from fink_ingest.store import rows as sq
     from fink_ingest.store.sqlite import SQLiteStore
 
     s = SQLiteStore(tmp_path / "s")
@@ -249,3 +249,110 @@ def test_table_compression_is_kept_per_table(tmp_path):
     assert SQLiteStore(tmp_path / "s").codec("hot") == sq.LZ4
     with pytest.raises(StoreError, match="compression 'gzip' unknown"):
         s.create_table("bad", ["i"], compression="gzip")
+
+
+def test_a_table_file_left_half_made_is_made_anew(tmp_path):
+    """A creation killed between opening the file and making its tables (how an earlier
+    version wedged the store: a WAL file with no tables) is recognised and replaced; a file
+    that is not a database is never removed."""
+    from fink_ingest.store.sqlite import SQLiteStore
+
+    path = tmp_path / "s" / "ztf.time.sqlite"
+    path.parent.mkdir()
+    half = sqlite3.connect(path)
+    half.execute("PRAGMA journal_mode=WAL")
+    half.close()
+    store = SQLiteStore(path.parent)
+    with pytest.raises(StoreError, match="left half-made.*run the push again"):
+        store.table("ztf.time")
+    table = store.ensure_table("ztf.time", ["i", "d"])
+    table.put(b"k", {b"i:a": b"1"})
+    assert list(SQLiteStore(path.parent).table("ztf.time").scan()) == [(b"k", {b"i:a": b"1"})]
+    (path.parent / "ztf.bad.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="not a readable SQLite database.*restore it"):
+        store.ensure_table("ztf.bad", ["i"])
+    assert (path.parent / "ztf.bad.sqlite").exists()
+
+
+def test_one_writer_per_table(tmp_path):
+    """A second process writing a table of the embedded store is refused at once, naming the
+    first; the lock goes with the process that held it, even killed."""
+    import os
+
+    path = str(tmp_path / "s")
+    store = open_store(path)
+    store.create_table("t", ["i"])
+    ready, release = multiprocessing.get_context("fork").Event(), multiprocessing.get_context("fork").Event()
+
+    def hold():
+        with open_store(path).writing(["t"], "bin/fink_push, night 2024-01-15"):
+            ready.set()
+            release.wait(30)
+        os._exit(0)
+
+    proc = multiprocessing.get_context("fork").Process(target=hold)
+    proc.start()
+    assert ready.wait(30)
+    with pytest.raises(StoreError, match=r"table t is being written by pid \d+ on .*night 2024-01-15"):
+        with store.writing(["t"], "another push"):
+            pass
+    proc.kill()
+    proc.join()
+    with store.writing(["t"], "another push"):   # the killed holder's lock is gone
+        with store.writing(["t"], "the same push, again"):   # and a holder may nest
+            store.table("t").put(b"k", {b"i:q": b"v"})
+
+
+@pytest.mark.parametrize("trouble, words", [
+    ("PRAGMA max_page_count=3", "disk of .* is full: free space, or move the store"),
+    ("PRAGMA query_only=1", "read-only for this process: give write access"),
+])
+def test_store_failures_name_the_table_and_the_fix(tmp_path, monkeypatch, trouble, words):
+    from fink_ingest.store.sqlite import SQLiteStore
+
+    store = open_store(str(tmp_path / "s"))
+    store.create_table("ztf.sky", ["i"])
+    store.table("ztf.sky").put(b"first", {b"i:q": b"x"})
+    connect = SQLiteStore.connect
+
+    def troubled(path):
+        conn = connect(path)
+        conn.execute(trouble)
+        return conn
+
+    monkeypatch.setattr(SQLiteStore, "connect", staticmethod(troubled))
+    table = SQLiteStore(tmp_path / "s").table("ztf.sky")
+    with pytest.raises(StoreError, match=rf"table ztf.sky: put of 2000 rows from 'k0000'.*{words}"):
+        table.put_batch([(f"k{i:04d}".encode(), {b"i:q": b"x" * 2000}) for i in range(2000)])
+
+
+def test_dictionary_rows_on_real_alerts(tmp_path):
+    """A "dict" table trains a zstd dictionary on its first batch of real main-table rows,
+    stores every row in well under half of LZ4's bytes, reads them back exactly, merges puts
+    into them, and a reader opened before the dictionary existed reads them too."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from conftest import NIGHT_DIR
+    from fink_ingest.store import rows as sq
+    from fink_ingest.store.sqlite import SQLiteStore
+
+    candidate = pq.read_table(NIGHT_DIR, columns=["objectId", "candidate"])
+    cand = candidate["candidate"].combine_chunks()
+    columns = {f"i:{cand.type.field(i).name}": pc.cast(pc.cast(cand.field(i), pa.string()), pa.binary())
+               for i in range(cand.type.num_fields)}
+    keys = pc.binary_join_element_wise(candidate["objectId"], pa.array([str(i) for i in range(candidate.num_rows)]), "_")
+    store = SQLiteStore(tmp_path / "s")
+    for name, codec in (("dict", "dict"), ("lz4", "lz4")):
+        store.create_table(name, ["i"], compression=codec)
+    early_reader = SQLiteStore(tmp_path / "s").table("dict")
+    for name in ("dict", "lz4"):
+        table = store.table(name)
+        table.write_prepared(table.prepare_arrow(keys, columns))
+    raw = {name: [v for (v,) in sqlite3.connect(store.path_of(name)).execute("SELECT v FROM cells")] for name in ("dict", "lz4")}
+    assert {v[0] for v in raw["dict"]} == {sq.DICT} and store.codec("dict") == sq.DICT
+    assert sum(map(len, raw["dict"])) < 0.5 * sum(map(len, raw["lz4"]))
+    assert list(store.table("dict").scan()) == list(store.table("lz4").scan()) == list(early_reader.scan())
+    key = keys[5].as_py().encode()
+    store.table("dict").put(key, {b"i:new": b"cell"})            # merged by SQLite's merge_cells
+    assert store.table("dict").row(key) == {**store.table("lz4").row(key), b"i:new": b"cell"}

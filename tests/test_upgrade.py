@@ -148,7 +148,7 @@ def test_an_upgrade_cut_short_is_refused_then_completed_by_the_same_command(stor
     the mark (an upgrade killed half-way is never taken as complete), and ``--upgrade`` run
     again rebuilds them."""
     from fink_ingest.cli import main
-    from fink_ingest.push.night import _recreate
+    from fink_ingest.push.rebuild import _recreate
 
     _, fresh = stores
     shutil.copytree(fresh.store, tmp_path / "store")

@@ -1,37 +1,68 @@
-"""One night from the datalake into the store, end to end; rebuilding and upgrading tables.
+"""Nights from the datalake into the store, end to end, each accounted for on its own.
 
-Steps of ``push_night``:
+``push_nights`` pushes a range of nights (a backfill) in as few Spark jobs as it can: the
+nights whose files share one schema are read, validated, counted and staged together, in one
+job (Spark reads their partitions only), then written night by night; a schema change starts
+another group, so that a night's cells never depend on which nights came with it (the types
+of a group are each of its nights' own), and so do ``GROUP_BYTES`` of input. ``push_night``
+is one night. For each group:
 
 1. Create or check every table to be written (``write.open_tables``): a table written with
-   another key layout stops the push here, before the night is read.
-2. List the night's files and check their footers (``datalake.list_night``); a bad file is
-   set aside and reported. A file that fails inside Spark is set aside too, and the night is
+   another key layout stops the push here, before anything is read.
+2. List each night's files and check their footers (``datalake.list_night``); a bad file is
+   set aside and reported. A file that fails inside Spark is set aside too, and the group is
    pushed again without it (writes are idempotent).
-3. Count and validate in one Spark job; rows with a ``reason`` go to ``<run_dir>/rejects/``;
-   duplicate alert ids are dropped (the shuffle runs only on nights that have some).
-4. Stage the night once (``stage``), then write every table from the same batches
-   (``write``); history entries are staged while the driver writes the alert tables.
-5. Reconcile counts (``reconcile``): alerts read = main rows written + duplicates + rows
-   rejected, and for every table rows expected = rows written + rows not placed, by reason.
+3. Count and validate in one Spark job, per night; rows with a ``reason`` go to the night's
+   ``rejects/``; duplicate alert ids are dropped within a night.
+4. Stage the group once (``stage``, partitioned by night), then write every table night by
+   night from the same batches (``write``); the history is staged while the driver writes the
+   alert tables. With HBase the executors write instead, from the group's own partitions.
+5. Reconcile each night's counts (``checks.reconcile``) and write its summary as it completes.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import logging
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
-from fink_ingest import datalake, paths, schemarow
-from fink_ingest.errors import FinkIngestError, InputError, LayoutError, StoreError
-from fink_ingest.push.stage import stage_alerts, stage_history
-from fink_ingest.push.write import LOSSES, open_tables, write_staged
+from fink_ingest import datalake, paths, workdir
+from fink_ingest.errors import InputError, StoreError
+from fink_ingest.push import merge
+from fink_ingest.push.checks import check_space, reconcile
+from fink_ingest.push.executors import write_from_executors
+from fink_ingest.push.stage import NIGHT, alert_frame, history_frame, profile_by, stage
+from fink_ingest.push.write import drive, open_tables, write_staged, writers
+from fink_ingest.report import FILE_ONLY
 from fink_ingest.tables import BUILDERS
 
 log = logging.getLogger(__name__)
+# A group of nights pushed in one Spark job holds at most this many bytes of input columns
+# (its staging takes about three times as much, in the work directory).
+GROUP_BYTES = 20 * 10**9
+
+
+@dataclasses.dataclass
+class _Night:
+    """One night of a group: its files, its run directory, its summary as it fills."""
+
+    night: dt.date
+    files: datalake.NightFiles
+    run: workdir.RunDir
+    summary: dict
+    counts: dict = None
+    done: bool = False
+
+    @property
+    def tag(self):
+        return paths.night_tag(self.night)
 
 
 def push_night(spark, config, store, night, tables=None, run_dir=None, rebuilding=False):
@@ -45,24 +76,24 @@ def push_night(spark, config, store, night, tables=None, run_dir=None, rebuildin
     night : datetime.date
     tables : list of str, optional
         Builder names (keys of ``tables.BUILDERS``); default all.
-    run_dir : str or Path, optional
-        Where rejects, staging and the summary go; default
-        ``<work_dir>/runs/<YYYYMMDD>-<unix time>``.
+    run_dir : str, Path or fink_ingest.workdir.RunDir, optional
+        The night's directory (summary, rejects, staging); default
+        ``<work_dir>/runs/<YYYYMMDD>-<unix time>-<pid>``.
     rebuilding : bool
-        The push is part of a whole-table rebuild or upgrade (tables marked pending are
-        written, not refused).
+        The push is part of a whole-table rebuild or upgrade (tables in the rebuild journal
+        are written, not refused).
 
     Returns
     -------
     dict
-        The run summary: ``night``, ``files_read``, ``files_rejected`` (list of
+        The night's summary: ``night``, ``files_read``, ``files_rejected`` (list of
         ``{file, reason}``), ``alerts_read``, ``rows_rejected``, ``duplicates``,
         ``distinct_alerts``; per table ``rows_expected``, ``rows_written`` and
         ``rows_skipped`` (rows not placed, by reason; for history tables, stored rows that
         gain nothing are counted as unchanged); ``history`` (entries in the alerts, rejected
-        for want of a time, ``staged``: those a history table keeps, repeats included);
-        ``seconds`` (total and per table); ``problems`` (what makes the night incomplete,
-        each with what to do) and ``ok`` (no problem).
+        for want of a valid time, ``staged``: those a history table keeps, repeats included);
+        ``schema`` (drift, per table); ``seconds``; ``problems`` (what makes the night
+        incomplete, each with what to do) and ``ok`` (no problem).
 
     Raises
     ------
@@ -71,317 +102,391 @@ def push_night(spark, config, store, night, tables=None, run_dir=None, rebuildin
     LayoutError
         If a table was written with another key layout (nothing is read or written).
     """
-    t0 = time.time()
     names = list(tables or BUILDERS)
-    open_tables(store, [BUILDERS[n] for n in names], config, pending_ok=rebuilding)
-    run_dir = Path(run_dir or Path(config.work_dir) / "runs" / f"{paths.night_tag(night)}-{int(t0)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    directory = paths.night_dir(config.datalake, night)
-    files = datalake.list_night(spark, directory)
-    summary = {"night": f"{night:%Y-%m-%d}", "partition": directory, "run_dir": str(run_dir),
-               "files_read": len(files.good), "files_rejected": files.rejected, "alerts_read": 0,
-               "rows_rejected": 0, "duplicates": 0, "distinct_alerts": 0, "rows_expected": {},
-               "rows_written": {}, "rows_skipped": {}, "seconds": {},
-               "main_table": BUILDERS["main"].table_name(config.table_prefix)}
-    for name in names:
-        BUILDERS[name].reset(files.row_groups)
-    while True:
-        alerts = datalake.read_alerts(spark, files)
-        if alerts is None:
-            break
+    open_tables(store, [BUILDERS[n] for n in names], config, rebuilding=rebuilding)
+    run = workdir.RunDir.of(run_dir) if run_dir is not None else workdir.run_dirs(
+        config.work_dir, f"{paths.night_tag(night)}-{int(time.time())}-{os.getpid()}")
+    files = datalake.list_night(spark, paths.night_dir(config.datalake, night))
+    run.local.mkdir(parents=True, exist_ok=True)
+    return _push_group(spark, config, store, [_night(config, night, files, run)], names, run)[0]
+
+
+def push_nights(spark, config, store, nights, run_dir, tables=None, rebuilding=False, on_night=None, progress=None):
+    """Push a range of nights, in one Spark job per group of nights sharing a schema.
+
+    Parameters
+    ----------
+    spark, config, store, tables, rebuilding
+        As ``push_night``.
+    nights : list of datetime.date
+    run_dir : str, Path or fink_ingest.workdir.RunDir
+        The run's directory; each night's is ``<run_dir>/<YYYYMMDD>``, made only for nights
+        whose partition exists.
+    on_night : callable, optional
+        ``on_night(summary)`` as each night completes.
+    progress : callable, optional
+        ``progress(rows)`` as staged rows are written (the embedded store's driver).
+
+    Returns
+    -------
+    (list of dict, list of datetime.date)
+        The summaries of the nights pushed (in night order), and the nights without a
+        partition. A failure of one group's Spark job leaves its nights failed (summaries
+        saying so) and the other groups are pushed.
+
+    Raises
+    ------
+    StoreError
+        If the store fails (every night would fail alike: the push stops).
+    """
+    names = list(tables or BUILDERS)
+    open_tables(store, [BUILDERS[n] for n in names], config, rebuilding=rebuilding)
+    run = workdir.RunDir.of(run_dir)
+    listed, missing = [], []
+    for night in nights:
         try:
-            _push_alerts(config, store, alerts, names, run_dir, summary, night)
-            break
-        except StoreError as exc:  # the store gave up (retries spent): say which night
-            raise StoreError(f"night {night:%Y-%m-%d}: {exc}") from None
+            listed.append((night, datalake.list_night(spark, paths.night_dir(config.datalake, night))))
+        except InputError:
+            missing.append(night)
+    summaries = []
+    for group in _groups(listed, config):
+        members = [_night(config, night, files, run.child(paths.night_tag(night))) for night, files in group]
+        try:
+            summaries += _push_group(spark, config, store, members, names, run, on_night, progress)
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a group's failure is its nights', said in their summaries
+            if len(listed) == 1:
+                raise  # one night: its failure is the command's
+            log.error("nights %s: %s", ", ".join(f"{m.night:%Y-%m-%d}" for m in members), datalake.first_line(exc),
+                      exc_info=True, extra=FILE_ONLY)
+            summaries += [m.summary for m in members]
+            for m in members:
+                if on_night is not None:
+                    on_night(m.summary)
+    return sorted(summaries, key=lambda s: s["night"]), missing
+
+
+def _night(config, night, files, run):
+    summary = {"night": f"{night:%Y-%m-%d}", "partition": paths.night_dir(config.datalake, night),
+               "run_dir": str(run.local), "files_read": len(files.good), "files_rejected": files.rejected,
+               "alerts_read": 0, "rows_rejected": 0, "duplicates": 0, "distinct_alerts": 0, "rows_expected": {},
+               "rows_written": {}, "rows_skipped": {}, "schema": {}, "seconds": {},
+               "main_table": BUILDERS["main"].table_name(config.table_prefix)}
+    return _Night(night, files, run, summary)
+
+
+def _groups(listed, config):
+    """Nights to push together: same schema (the footers' columns and types), in night
+    order of their first night, at most ``GROUP_BYTES`` of input each."""
+    groups = {}
+    for night, files in listed:
+        key = files.schema_key()
+        groups.setdefault(key, []).append((night, files))
+    out = []
+    for members in sorted(groups.values(), key=lambda g: g[0][0]):
+        current, size = [], 0
+        for night, files in members:
+            bytes_in = files.input_bytes(set(config.survey.cutout_columns)) or 0
+            if current and size + bytes_in > GROUP_BYTES:
+                out.append(current)
+                current, size = [], 0
+            current.append((night, files))
+            size += bytes_in
+        out.append(current)
+    return sorted(out, key=lambda g: g[0][0])
+
+
+def _push_group(spark, config, store, members, names, run, on_night=None, progress=None):
+    """Push nights that share a schema in one Spark job; returns their summaries."""
+    t0 = time.time()
+    label = f"night {members[0].night:%Y-%m-%d}" if len(members) == 1 else \
+        f"nights {members[0].night:%Y-%m-%d}..{members[-1].night:%Y-%m-%d}"
+    table_names = [BUILDERS[n].table_name(config.table_prefix) for n in names]
+    try:
+        with store.writing(table_names, f"bin/fink_push, {label}"):
+            for m in members:
+                check_space(store, config, m.files, m.run, m.night)
+            _read_and_push(spark, config, store, members, names, run, on_night, progress)
+    except BaseException as exc:  # every night not done says what happened, whatever happened
+        for m in members:
+            if not m.done:
+                m.summary["seconds"]["total"] = round(time.time() - t0, 2)
+                m.summary["problems"] = [f"failed: {type(exc).__name__}: {datalake.first_line(exc)}"]
+                m.summary["ok"] = False
+                (m.run.local / "summary.json").write_text(json.dumps(m.summary, indent=2))
+        raise
+    finally:  # staging goes whatever the outcome, through the file system it is on
+        _remove_staging(spark, run)
+    return [m.summary for m in members]
+
+
+def _complete(m, t0, on_night):
+    """Reconcile a night's counts and write its summary (it is complete)."""
+    m.summary["seconds"]["total"] = round(time.time() - t0, 2)
+    m.summary["problems"] = reconcile(m.summary, m.files.footer_rows)
+    m.summary["ok"] = not m.summary["problems"]
+    for problem in m.summary["problems"]:
+        log.error("night %s: %s", m.summary["night"], problem, extra=FILE_ONLY)  # the summary prints them
+    (m.run.local / "summary.json").write_text(json.dumps(m.summary, indent=2))
+    m.done = True
+    if on_night is not None:
+        on_night(m.summary)
+
+
+def _remove_staging(spark, run):
+    shutil.rmtree(run.local / "staging-copy", ignore_errors=True)
+    try:
+        workdir.delete(spark, run.spark("staging"))
+    except Exception as exc:  # noqa: BLE001 - a cleanup failure must not hide the night's outcome
+        log.warning("staging %s not removed: %s", run.spark("staging"), datalake.first_line(exc))
+
+
+def _read_and_push(spark, config, store, members, names, run, on_night, progress):
+    """Read the group's good files and push them; a file Spark cannot read is set aside and
+    the group pushed again without it (writes are idempotent)."""
+    owner = {uri: m for m in members for uri in m.files.good}
+    while True:
+        good = {uri: rows for m in members for uri, rows in m.files.good.items()}
+        if not good:
+            for m in members:
+                _complete(m, time.time(), on_night)
+            return
+        combined = datalake.NightFiles(good=good, rejected=[], data_bytes={u: d for m in members
+                                                                           for u, d in m.files.data_bytes.items()})
+        alerts = datalake.read_alerts(spark, combined)
+        for uri, columns in combined.hidden_columns(alerts.columns).items():
+            owner[uri].summary.setdefault("columns_not_read", {})[uri] = columns
+        alerts = alerts.withColumn(NIGHT, datalake.night_of_file(F.col(datalake.FILE)))
+        try:
+            _push_alerts(config, store, alerts, names, members, run, on_night, progress)
+            return
+        except StoreError as exc:  # the store gave up (retries spent): say which nights
+            where = ", ".join(f"{m.night:%Y-%m-%d}" for m in members if not m.done)
+            raise StoreError(f"night {where}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - only a failure naming a night file is handled
-            bad = datalake.failed_file(exc, files)
+            bad = datalake.failed_file(exc, combined)
             if bad is None:
                 raise
             reason = f"unreadable by Spark: {datalake.first_line(exc)}"
             log.error("%s: %s; set aside, pushing the night again without it", bad, reason)
-            files.reject(bad, reason)
-            summary["files_read"] = len(files.good)
-            summary["files_rejected"] = files.rejected
-            for name in names:
-                BUILDERS[name].reset(files.row_groups)
-    summary["seconds"]["total"] = round(time.time() - t0, 2)
-    summary["problems"] = reconcile(summary, files.footer_rows)
-    summary["ok"] = not summary["problems"]
-    for problem in summary["problems"]:
-        log.error("night %s: %s", summary["night"], problem)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+            m = owner[bad]
+            m.files.reject(bad, reason)
+            m.summary["files_read"] = len(m.files.good)
+            m.summary["files_rejected"] = m.files.rejected
 
 
-def _push_alerts(config, store, alerts, names, run_dir, summary, night):
+def _push_alerts(config, store, alerts, names, members, run, on_night, progress):
     survey = config.survey
+    spark = alerts.sparkSession
+    t0 = time.time()
     checked = datalake.with_reason(alerts, survey)
     reason = F.col(datalake.REASON)
     valid_id = F.when(reason.isNull(), datalake.column_of(survey.alert_id))
     valid_oid = F.when(reason.isNull(), datalake.column_of(survey.object_id))
-    t_count = time.time()
+    builders = [BUILDERS[n] for n in names]
+    alert_builders = [b for b in builders if b.source == "alerts"]
+    history_builders = [b for b in builders if b.source == "history"]
     aggregates = [F.count(F.lit(1)).alias("read"), F.count(reason).alias("rejected"),
                   F.count(valid_id).alias("valid"), F.countDistinct(valid_id).alias("distinct"),
                   F.countDistinct(valid_oid).alias("objects")]
     history = survey.history_column
-    if any(BUILDERS[n].source == "history" for n in names) and history in checked.schema.names:
+    if history_builders and history in checked.schema.names:
         # history entries counted here, from the jd leaf alone (nested-column pruning)
         times = F.col(f"`{history}`.jd")
         aggregates += [F.sum(F.when(reason.isNull(), F.coalesce(F.size(times), F.lit(0)))).alias("entries"),
                        F.sum(F.when(reason.isNull(), F.coalesce(
-                           F.size(F.filter(times, lambda t: t.isNull())), F.lit(0)))).alias("no_time")]
-    counts = checked.agg(*aggregates).first().asDict()
-    summary["seconds"]["count"] = round(time.time() - t_count, 2)
-    log.info("counted %d alerts in %.1f s", counts["read"], time.time() - t_count)
-    summary.update(alerts_read=counts["read"], rows_rejected=counts["rejected"],
-                   duplicates=counts["valid"] - counts["distinct"], distinct_alerts=counts["distinct"])
-    if counts["rejected"]:
-        rejects = run_dir / "rejects"
-        checked.filter(reason.isNotNull()).write.mode("overwrite").parquet(str(rejects))
-        summary["rejects_file"] = str(rejects)
-        log.warning("%d rows set aside with a reason in %s", counts["rejected"], rejects)
+                           F.size(F.filter(times, lambda t: datalake.bad_time(t, survey))), F.lit(0)))).alias("no_time")]
+    counted = {r[NIGHT]: r.asDict() for r in checked.groupBy(NIGHT).agg(*aggregates).collect()}
+    log.info("counted %d alerts of %d night(s) in %.1f s", sum(c["read"] for c in counted.values()), len(members),
+             time.time() - t0)
+    zero = {"read": 0, "rejected": 0, "valid": 0, "distinct": 0, "objects": 0, "entries": 0, "no_time": 0}
+    for m in members:
+        m.counts = c = {**zero, **{k: v or 0 for k, v in counted.get(m.tag, {}).items()}}
+        m.summary["seconds"]["count"] = round(time.time() - t0, 2)
+        m.summary.update(alerts_read=c["read"], rows_rejected=c["rejected"], duplicates=c["valid"] - c["distinct"],
+                         distinct_alerts=c["distinct"])
+        if c["rejected"]:
+            m.summary["rejects_file"] = _set_aside(spark, checked.filter(reason.isNotNull() & (F.col(NIGHT) == m.tag))
+                                                   .drop(NIGHT), m.run.spark("rejects"), c["rejected"], "rows", run)
+        if history_builders:
+            m.summary["history"] = {"entries": c["entries"], "rejected": c["no_time"], "staged": 0}
     valid = checked.filter(reason.isNull()).drop(datalake.REASON)
-    if summary["duplicates"]:  # the shuffle of whole rows is paid only by nights that need it
+    if any(m.summary["duplicates"] for m in members):  # a shuffle paid only by nights that need it
         valid = (valid.withColumn("__alert_id", datalake.column_of(survey.alert_id))
-                 .dropDuplicates(["__alert_id"]).drop("__alert_id"))
-    builders = [BUILDERS[n] for n in names]
-    if "statistics" in names:
-        BUILDERS["statistics"].objects = counts["objects"]
-    alert_builders = [b for b in builders if b.source == "alerts"]
-    history_builders = [b for b in builders if b.source == "history"]
-    history_staged = None
-    # the driver merges the staged files into one key order, at most MERGE_FILES at a time:
-    # staged in at most that many files, every night is written in one order, whatever its size
-    from fink_ingest.push import merge
+                 .dropDuplicates([NIGHT, "__alert_id"]).drop("__alert_id"))
+    if store.executor_writes:
+        _from_executors(config, store, valid, alert_builders, history_builders, members, t0, on_night)
+    else:
+        _from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress)
 
-    max_files = None if store.executor_writes else merge.MERGE_FILES
+
+def _set_aside(spark, rows, location, expected, what, run):
+    """Write rows set aside (with their reason) where the night keeps them, and check the
+    driver sees them all there (on a cluster, a work directory the nodes do not share would
+    scatter them over the executors' disks). Returns the location."""
+    rows.write.mode("overwrite").parquet(location)
+    seen = spark.read.parquet(location).count()
+    if seen != expected:
+        raise InputError(_not_shared(run, f"{expected} rejected {what}", seen))
+    log.warning("%d %s set aside with a reason in %s", expected, what, location)
+    return location
+
+
+def _not_shared(run, what, seen):
+    return (f"the executors wrote {what} under the work directory ({run.shared}) but the driver sees {seen}: "
+            "on a cluster the work directory must be one every node shares (hdfs://..., s3a://..., or a mount "
+            "common to all nodes): give --work-dir such a URI; nothing was written for this night")
+
+
+def _staged_files(spark, run, name, members, expected_total, expected=None):
+    """Local files of what Spark staged as ``name`` for each night (copied from the work
+    directory's file system when it is not local), checked to hold what the executors wrote
+    before anything is written: a silent empty night is impossible.
+
+    Returns
+    -------
+    dict of str to list of str
+        Night tag -> its staged files.
+
+    Raises
+    ------
+    InputError
+        If the driver sees other rows than the executors wrote; nothing is written.
+    """
+    location = run.spark("staging", name)
+    files, seen = {}, 0
+    for m in members:
+        part = workdir.join(location, f"{NIGHT}={m.tag}")
+        if run.shared_is_local:
+            found = sorted(str(p) for p in workdir.local_path(part).glob("*.parquet"))
+        else:
+            found = workdir.copy_to_local(spark, part, run.local / "staging-copy" / name / m.tag)
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in found)
+        if expected is not None and rows != expected[m.tag]:
+            raise InputError(_not_shared(run, f"{expected[m.tag]} staged rows ({name}, night {m.tag})", rows))
+        files[m.tag] = found
+        seen += rows
+    if seen != expected_total:
+        raise InputError(_not_shared(run, f"{expected_total} staged rows ({name})", seen))
+    return files
+
+
+def _prepare(m, names):
+    """Builders' per-night state: the night's row groups (cutout pointers), its objects."""
+    for name in names:
+        BUILDERS[name].reset(m.files.row_groups)
+    BUILDERS["statistics"].objects = m.counts["objects"]
+
+
+def _from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress):
+    """The embedded store: Spark stages the group in the work directory (per night, at most
+    MERGE_FILES files, each sorted), the driver merges each night's files into one key order
+    and writes every table, night by night; the history is staged while the driver writes the
+    alert tables."""
+    spark = valid.sparkSession
+    max_files = merge.MERGE_FILES
+    names = [b.kind for b in alert_builders + history_builders]
+
+    def stage_history():
+        t1 = time.time()
+        frames = history_frame(config, valid, history_builders, keep=[NIGHT])
+        if frames is None:
+            return None
+        entries, rejected, types, sort_by = frames
+        for m in members:
+            if m.summary["history"]["rejected"]:
+                m.summary["history"]["rejects_file"] = _set_aside(
+                    spark, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT), m.run.spark("rejects_history"),
+                    m.summary["history"]["rejected"], "history entries", run)
+        total = stage(entries, run.spark("staging", "history"), sort_by, max_files, partition=NIGHT)
+        files = _staged_files(spark, run, "history", members, total)
+        for m in members:
+            m.summary["history"]["staged"] = sum(pq.ParquetFile(f).metadata.num_rows for f in files[m.tag])
+            m.summary["seconds"]["history_staging"] = round(time.time() - t1, 2)
+        log.info("history staged (%d entries) in %.1f s", total, time.time() - t1)
+        return files, types, sort_by
+
     with ThreadPoolExecutor(max_workers=1) as spark_thread:
+        history_staged = spark_thread.submit(stage_history) if history_builders else None
         if alert_builders:
-            staged_dir, staged_types, sort_by = stage_alerts(config, valid, alert_builders, run_dir, summary,
-                                                             max_files)
-            if history_builders:  # Spark stages the history while the driver writes the alerts
-                history_staged = spark_thread.submit(stage_history, config, valid, run_dir, summary, counts,
-                                                     history_builders, max_files)
-            _record(summary, write_staged(store, alert_builders, staged_dir, staged_types, config, night,
-                                          valid.sparkSession, sort_by))
-            shutil.rmtree(staged_dir, ignore_errors=True)
-        elif history_builders:
-            history_staged = spark_thread.submit(stage_history, config, valid, run_dir, summary, counts,
-                                                 history_builders, max_files)
+            t1 = time.time()
+            frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT])
+            total = stage(frame, run.spark("staging", "alerts"), sort_by, max_files, partition=NIGHT)
+            files = _staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
+            log.info("%d alerts staged (%d columns) in %.1f s", total, len(types), time.time() - t1)
+            for m in members:
+                m.summary["seconds"]["staging"] = round(time.time() - t1, 2)
+                _prepare(m, names)
+                _record(m.summary, write_staged(store, alert_builders, files[m.tag], types, config, m.night, sort_by,
+                                                progress))
+                if history_staged is None:
+                    _complete(m, t0, on_night)
         if history_staged is not None:
             staged = history_staged.result()
-            if staged is not None:
-                staged_dir, types, sort_by = staged
-                _record(summary, write_staged(store, history_builders, staged_dir, types, config, night,
-                                              valid.sparkSession, sort_by))
-                shutil.rmtree(staged_dir, ignore_errors=True)
+            for m in members:
+                if staged is not None:
+                    files, types, sort_by = staged
+                    _prepare(m, names)
+                    _record(m.summary, write_staged(store, history_builders, files[m.tag], types, config, m.night,
+                                                    sort_by))  # history entries: not counted as alerts
+                _complete(m, t0, on_night)
 
 
-def _record(summary, writers):
-    for w in writers:
+def _from_executors(config, store, valid, alert_builders, history_builders, members, t0, on_night):
+    """HBase: the executors write every table straight from the group's partitions (counted
+    per night); nothing is staged and the driver reads no row (it gathers counts, and writes
+    each night's statistics row)."""
+    names = [b.kind for b in alert_builders + history_builders]
+    t1 = time.time()
+    if alert_builders:
+        frame, types, _ = alert_frame(config, valid, alert_builders, keep=[NIGHT])
+        stats = [b for b in alert_builders if b.kind == "statistics"]
+        profiles = profile_by(frame, NIGHT, stats[0].counted(config.survey) if stats else ())
+        remote = [b for b in alert_builders if b.kind != "statistics"]
+        by_night = {m.tag: writers(store, remote, config, types, profiles.get(m.tag, (0, set(), {}))[1])
+                    for m in members}
+        write_from_executors(store, by_night, frame, config, night_column=NIGHT)
+        for m in members:
+            _record(m.summary, by_night[m.tag])
+            if stats:
+                rows, present, by_value = profiles.get(m.tag, (0, set(), {}))
+                _prepare(m, names)
+                stats[0].add(rows, by_value, config.survey)
+                here = writers(store, stats, config, types, present)
+                drive(here, [], config, m.night)
+                _record(m.summary, here)
+    if history_builders:
+        frames = history_frame(config, valid, history_builders, keep=[NIGHT])
+        if frames is not None:
+            entries, rejected, types, sort_by = frames
+            for m in members:
+                if m.summary["history"]["rejected"]:
+                    m.summary["history"]["rejects_file"] = _set_aside(
+                        valid.sparkSession, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT),
+                        m.run.spark("rejects_history"), m.summary["history"]["rejected"], "history entries", m.run)
+            profiles = profile_by(entries, NIGHT)
+            by_night = {}
+            for m in members:
+                m.summary["history"]["staged"], present, _ = profiles.get(m.tag, (0, set(), {}))
+                by_night[m.tag] = writers(store, history_builders, config, types, present)
+            write_from_executors(store, by_night, entries, config, sort_by, night_column=NIGHT)
+            for m in members:
+                _record(m.summary, by_night[m.tag])
+    for m in members:
+        m.summary["seconds"]["executor_writes"] = round(time.time() - t1, 2)
+        _complete(m, t0, on_night)
+
+
+def _record(summary, table_writers):
+    for w in table_writers:
         summary["rows_expected"][w.name] = w.expected
         summary["rows_written"][w.name] = w.written
         summary["rows_skipped"][w.name] = dict(w.skipped)
         summary["seconds"][w.name] = round(w.seconds, 2)
+        notes = {k: v for k, v in w.notes.items() if v}
+        if notes:
+            summary["schema"][w.name] = notes
         if w.store_seconds:
             summary.setdefault("store_seconds", {})[w.name] = round(w.store_seconds, 2)
         log.info("%s: %d of %d rows written (%.1f s encode + write)", w.name, w.written, w.expected, w.seconds)
-
-
-def reconcile(summary, footer_rows=None):
-    """What makes a night incomplete, each with what to do (list of str; empty: complete).
-
-    Checks: no file or row set aside; rows read = rows in the file footers; main rows
-    written = distinct alerts; for every table, rows expected = rows written + rows not
-    placed (any reason), and no row lost (``write.LOSSES``); every history entry has a time.
-
-    Parameters
-    ----------
-    summary : dict
-        A night's summary (``push_night``).
-    footer_rows : int, optional
-        Rows the good files' footers hold, if known.
-    """
-    problems = []
-    if summary["files_rejected"]:
-        problems.append(f"{len(summary['files_rejected'])} file(s) set aside "
-                        f"({', '.join(f['file'].rsplit('/', 1)[-1] for f in summary['files_rejected'])}): "
-                        "repair or replace them in the datalake, then push the night again")
-    if summary["rows_rejected"]:
-        problems.append(f"{summary['rows_rejected']} row(s) rejected, each with its reason in "
-                        f"{summary.get('rejects_file')}: correct them upstream and push the night again")
-    if footer_rows is not None and summary["alerts_read"] != footer_rows:
-        problems.append(f"read {summary['alerts_read']} rows but the file footers hold {footer_rows}: "
-                        "rows were lost while reading; push the night again")
-    main = summary["main_table"]
-    if main in summary["rows_written"] and summary["rows_written"][main] != summary["distinct_alerts"]:
-        problems.append(f"{main}: {summary['rows_written'][main]} rows written for "
-                        f"{summary['distinct_alerts']} distinct alerts")
-    for table, expected in summary["rows_expected"].items():
-        written = summary["rows_written"].get(table, 0)
-        skipped = summary["rows_skipped"].get(table, {})
-        unaccounted = expected - written - sum(skipped.values())
-        if unaccounted:
-            problems.append(f"{table}: {expected} rows expected, {written} written and "
-                            f"{sum(skipped.values())} not placed: {unaccounted} unaccounted for (a defect: "
-                            "report it with the run's push.log)")
-        for reason in LOSSES:
-            if skipped.get(reason):
-                problems.append(f"{table}: {skipped[reason]} row(s) {reason} (a defect: report it with the "
-                                "run's push.log)")
-    history = summary.get("history", {})
-    if history.get("rejected"):
-        problems.append(f"{history['rejected']} history entries without a time set aside in "
-                        f"{history.get('rejects_file')}: correct them upstream and push the night again")
-    return problems
-
-
-def rebuild(spark, config, store, table_kind, nights, run_dir, all_nights=False):
-    """Rebuild one table for some nights, touching no other table.
-
-    For each night, the table's rows of that night (``TableBuilder.night_keys``) are
-    deleted, then the night is pushed for this table only. With ``all_nights`` the table is
-    dropped and recreated first (what an operator does after changing its layout).
-
-    Parameters
-    ----------
-    spark, config, store
-        As ``push_night``.
-    table_kind : str
-        A key of ``BUILDERS``.
-    nights : list of datetime.date
-    run_dir : Path
-    all_nights : bool
-
-    Returns
-    -------
-    list of dict
-        One summary per night, each with ``rows_deleted``.
-
-    Raises
-    ------
-    LayoutError
-        Without ``all_nights``, if the table was written with another key layout.
-    """
-    builder = BUILDERS[table_kind]
-    name = builder.table_name(config.table_prefix)
-    if all_nights:
-        tables = _recreate(store, config, [table_kind], f"bin/fink_push --rebuild {table_kind} --all-nights")
-        table = tables[table_kind]
-    else:
-        table = open_tables(store, [builder], config)[table_kind]
-    summaries = []
-    for night in nights:
-        keys = builder.night_keys(table, night, config.survey)
-        for key in keys:
-            table.delete(key)
-        summary = push_night(spark, config, store, night, [table_kind], Path(run_dir) / paths.night_tag(night),
-                             rebuilding=all_nights)
-        summary["rows_deleted"] = {name: len(keys)}
-        summaries.append(summary)
-    if all_nights:
-        _complete(tables, config)
-    return summaries
-
-
-def _recreate(store, config, kinds, command):
-    """Drop and recreate tables for a whole rebuild, each marked pending until ``_complete``
-    (a rebuild cut short leaves them refused, naming ``command``, never half-filled and
-    taken as whole). Returns kind -> table."""
-    survey = config.survey
-    for kind in kinds:
-        name = BUILDERS[kind].table_name(config.table_prefix)
-        if name in store.tables():
-            store.drop_table(name)
-            log.info("%s dropped, to be rebuilt from every night (%s)", name, command)
-    tables = open_tables(store, [BUILDERS[k] for k in kinds], config)
-    for kind, table in tables.items():
-        schemarow.mark_pending(table, survey.schema_version, BUILDERS[kind].families_for(survey)[0], command)
-    return tables
-
-
-def _complete(tables, config):
-    """Clear the pending marks of ``_recreate``."""
-    survey = config.survey
-    for kind, table in tables.items():
-        schemarow.clear_pending(table, survey.schema_version, BUILDERS[kind].families_for(survey)[0])
-
-
-def stale_tables(store, config, kinds=None):
-    """Tables of the store written with another key layout than this version's (among
-    ``kinds``, builder names; default every table).
-
-    Returns
-    -------
-    dict of str to str
-        Builder kind -> the ``LayoutError`` message naming the table and the upgrade.
-    """
-    survey, present = config.survey, set(store.tables())
-    out = {}
-    for kind in BUILDERS if kinds is None else kinds:
-        b = BUILDERS[kind]
-        name = b.table_name(config.table_prefix)
-        if name not in present:
-            continue
-        try:
-            schemarow.check_layout(store.table(name), survey.schema_version, b.families_for(survey)[0],
-                                   b.key_layout(survey), kind)
-        except LayoutError as exc:
-            out[kind] = str(exc)
-    return out
-
-
-def upgrade(spark, config, store, run_dir, nights=None):
-    """Bring every table written with another key layout to this version's, from the datalake.
-
-    The stale tables are dropped, then every night of the datalake is pushed for them (one
-    pass per night for all of them); tables already on this layout are not touched. Before
-    anything is dropped, the nights the store has statistics for must all be in the
-    datalake: an upgrade never drops alerts it cannot write again.
-
-    Parameters
-    ----------
-    spark, config, store
-        As ``push_night``.
-    run_dir : Path
-    nights : list of datetime.date, optional
-        Nights to push; default every night present in the datalake.
-
-    Returns
-    -------
-    (list of str, list of dict)
-        Kinds of the tables upgraded, and one summary per night.
-
-    Raises
-    ------
-    FinkIngestError
-        If the store holds nights whose partitions are missing from the datalake; the
-        message names them (nothing is dropped).
-    """
-    stale = stale_tables(store, config)
-    if not stale:
-        return [], []
-    if nights is None:
-        nights = datalake.list_nights(spark, config.datalake)
-    stats = BUILDERS["statistics"]
-    stats_name = stats.table_name(config.table_prefix)
-    known = stats.nights(store.table(stats_name)) if stats_name in store.tables() else []
-    missing = sorted(set(known) - set(nights))
-    if missing:
-        listed = ", ".join(f"{n:%Y-%m-%d}" for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise FinkIngestError(
-            f"upgrade refused: the store holds {len(missing)} night(s) missing from the datalake "
-            f"{config.datalake} ({listed}); an upgrade rebuilds tables from the datalake and would lose them. "
-            "Restore those partitions, or rebuild table by table with --rebuild TABLE --all-nights")
-    kinds = [k for k in BUILDERS if k in stale]
-    tables = _recreate(store, config, kinds, "bin/fink_push --upgrade")
-    summaries = []
-    for night in nights:
-        try:
-            summaries.append(push_night(spark, config, store, night, kinds, Path(run_dir) / paths.night_tag(night),
-                                        rebuilding=True))
-        except InputError as exc:  # a partition without a readable file: nothing of it was stored
-            log.warning("%s: skipped (%s)", night, exc)
-    _complete(tables, config)
-    return kinds, summaries

@@ -1,17 +1,19 @@
 """The Spark side of a push: what to stage, and staging the night's alerts and history.
 
-The night is staged once (``stage_alerts``): Spark writes the union of the columns every
-table needs (named ``family:qualifier`` for cells, ``__name`` for helper columns: the class
-of Fink's rule, the time-index salt, each alert's datalake file and row), each file sorted
-by the row key's first columns. History entries (``prv_candidates``) are exploded, checked
-and staged apart (``stage_history``), sorted by object and time.
+The night is projected once (``alert_frame``): the union of the columns every table needs
+(named ``family:qualifier`` for cells, ``__name`` for helper columns: the class of Fink's
+rule, the time-index salt, each alert's datalake file and row). History entries
+(``prv_candidates``) are exploded, checked and kept apart (``history_frame``). When the driver
+writes (the embedded store), each frame is staged (``stage``): parquet files in the work
+directory, each sorted by the row key's first columns, which the driver merges into one key
+order. When the executors write (HBase), nothing is staged: they write from the frames' own
+partitions.
 """
 from __future__ import annotations
 
 import logging
-import time
 
-import pyarrow.parquet as pq
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from fink_ingest import datalake
@@ -21,6 +23,8 @@ from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, S
                                      alert_key_inputs, cell_value, type_name)
 
 log = logging.getLogger(__name__)
+# Helper column of a group of nights pushed together: the night (YYYYMMDD) of an alert's file.
+NIGHT = "__night"
 # Row groups of staged files (Spark's parquet.block.size; the writer streams them through
 # ``merge.staged_file``). Staged files are written once and read once on this machine:
 # uncompressed (compression costs CPU only).
@@ -57,72 +61,130 @@ def at_most(frame, max_files):
     return frame
 
 
-def stage_alerts(config, valid, builders, run_dir, summary, max_files=None):
-    """Stage the night's alerts for the alert-source builders, in at most ``max_files``
-    files if given; returns (directory, types, sort columns of each staged file)."""
+def alert_frame(config, valid, builders, keep=()):
+    """The night's alerts as the alert-source builders need them (not written), plus the
+    columns of ``valid`` named in ``keep`` (e.g. ``NIGHT``).
+
+    Returns
+    -------
+    (pyspark.sql.DataFrame, dict of str to str, list of str)
+        One column per name the builders ask for (``family:qualifier`` cells, ``__name``
+        helpers), their types, and the key columns the rows sort by (objectId, jd, candid).
+    """
     survey = config.survey
-    t1 = time.time()
     available, rule_exprs = available_columns(valid, survey)
     available[DERIVED_CLASS] = (class_column({r: f"__in_{r}" for r in rule_exprs}, survey.hosts), "string")
     wanted = list(dict.fromkeys(n for b in builders for n in b.stage(available, survey)))
-    needs_class = DERIVED_CLASS in wanted
     frame = valid
-    if needs_class:  # rule inputs as plain columns, so the rule reads flattened names
+    if DERIVED_CLASS in wanted:  # rule inputs as plain columns, so the rule reads flattened names
         frame = frame.select("*", *[expr.alias(f"__in_{r}") for r, expr in rule_exprs.items()])
-    key_cols = alert_key_inputs(survey)  # objectId, jd, candid: the main table's key order
-    staged = frame.select(*[available[n][0].alias(n) for n in wanted])
-    staged_dir = run_dir / "staging" / "alerts"
-    sort_by = [c for c in key_cols if c in wanted]
-    if sort_by:  # key order within each file; the driver merges the files into one order
-        staged = at_most(staged, max_files).sortWithinPartitions(*[F.col(f"`{c}`") for c in sort_by])
-    (staged.write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))
-    summary["seconds"]["staging"] = round(time.time() - t1, 2)
-    log.info("night staged (%d columns) in %.1f s", len(wanted), time.time() - t1)
-    return staged_dir, {n: available[n][1] for n in wanted}, sort_by
+    staged = frame.select(*[available[n][0].alias(n) for n in wanted], *[F.col(f"`{k}`") for k in keep])
+    sort_by = [c for c in alert_key_inputs(survey) if c in wanted]  # the main table's key order
+    return staged, {n: available[n][1] for n in wanted}, sort_by
 
 
-def stage_history(config, valid, run_dir, summary, counts, builders, max_files=None):
-    """Stage the history entries of the night's alerts (explode, set aside entries without a
-    time, keep those a history table keeps, sort by objectId and time); returns
-    (directory, types, sort columns), or None if the night has no history. The tables pack
-    them into rows (``tables.history``)."""
+def history_frame(config, valid, builders, keep=()):
+    """The night's history entries the history builders keep, with a valid time (not written),
+    with the columns of ``valid`` named in ``keep``.
+
+    Returns
+    -------
+    (pyspark.sql.DataFrame, pyspark.sql.DataFrame, dict of str to str, list of str) or None
+        The kept entries (``objectId`` and one ``family:field`` column per history field),
+        the entries set aside for want of a valid time (with a ``reason``), the types, and
+        the sort columns (objectId, jd, candid); None if the night has no history column.
+    """
     survey = config.survey
-    t1 = time.time()
-    history = {"entries": counts.get("entries") or 0, "rejected": counts.get("no_time") or 0}
     if survey.history_column not in valid.schema.names:
-        summary["history"] = {"entries": 0, "rejected": 0, "staged": 0}
         return None
     element = valid.schema[survey.history_column].dataType.elementType
     fields = [f for f in survey.history_fields if f in element.names]
     fam = survey.original_family
     oid = datalake.column_of(survey.object_id)
-    exploded = valid.select(oid.alias(history_tables.OBJECT), F.explode(F.col(f"`{survey.history_column}`")).alias("__h"))
-    cols, types = [F.col(history_tables.OBJECT)], {history_tables.OBJECT: "string"}
+    exploded = valid.select(oid.alias(history_tables.OBJECT), *[F.col(f"`{k}`") for k in keep],
+                            F.explode(F.col(f"`{survey.history_column}`")).alias("__h"))
+    cols, types = [F.col(history_tables.OBJECT), *[F.col(f"`{k}`") for k in keep]], {history_tables.OBJECT: "string"}
     for f in fields:
         dt = element[f].dataType
         cols.append(cell_value(F.col("__h").getField(f), dt).alias(f"{fam}:{f}"))
         types[f"{fam}:{f}"] = type_name(dt)
     entries = exploded.select(*cols)
     jd = F.col(f"`{fam}:jd`")
-    if history["rejected"]:
-        target = run_dir / "rejects_history"
-        (entries.filter(jd.isNull()).withColumn(datalake.REASON, F.lit(f"history entry without {fam}:jd"))
-         .write.mode("overwrite").parquet(str(target)))
-        history["rejects_file"] = str(target)
-        log.warning("%d history entries without a time set aside in %s", history["rejected"], target)
-    staged_dir = run_dir / "staging" / "history"
-    # only entries some history table keeps are staged (the tables' rules, in Spark)
-    kept = F.lit(False)
+    bad = datalake.bad_time(jd, survey)
+    why = (F.when(jd.isNull() | F.isnan(jd), F.lit(f"history entry without {fam}:jd"))
+           .otherwise(F.concat(F.lit(f"history entry {fam}:jd out of the survey's time range "
+                                     f"[{survey.time_min}, {survey.time_max}): "), jd.cast("string"))))
+    kept = F.lit(False)  # only entries some history table keeps (the tables' rules, in Spark)
     for table in builders:
         kept = kept | table.spark_filter(survey)
-    unique = [history_tables.OBJECT, f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
-                                                     if survey.history_detection_id in fields else [])
-    staged = entries.filter(jd.isNotNull() & kept)
-    # sorted by objectId and time, so that each batch packs into rows (and repeats are adjacent)
-    (at_most(staged, max_files).sortWithinPartitions(*[F.col(f"`{u}`") for u in unique])
-     .write.mode("overwrite").option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none").parquet(str(staged_dir)))
-    history["staged"] = sum(pq.ParquetFile(p).metadata.num_rows for p in staged_dir.glob("*.parquet"))
-    summary["history"] = history
-    summary["seconds"]["history_staging"] = round(time.time() - t1, 2)
-    log.info("history staged (%d entries) in %.1f s", history["staged"], time.time() - t1)
-    return staged_dir, types, unique
+    sort_by = [history_tables.OBJECT, f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
+                                                      if survey.history_detection_id in fields else [])
+    return entries.filter(~bad & kept), entries.filter(bad).withColumn(datalake.REASON, why), types, sort_by
+
+
+def stage(frame, location, sort_by, max_files=None, partition=None):
+    """Write a frame as staged parquet files at ``location`` (a path or URI), each sorted by
+    ``sort_by``, in at most ``max_files`` files (no shuffle) per value of ``partition`` (a
+    column: the files of each value under ``<location>/<partition>=<value>``), uncompressed.
+
+    Returns
+    -------
+    int
+        Rows the executors wrote, counted as they wrote them (Spark's ``Observation``): what
+        the driver must then find there.
+    """
+    order = ([partition] if partition else []) + list(sort_by or [])
+    if order:  # key order within each file; the driver merges the files into one order
+        frame = at_most(frame, max_files).sortWithinPartitions(*[F.col(f"`{c}`") for c in order])
+    written = Observation("staged")
+    writer = (frame.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite")
+              .option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none"))
+    (writer.partitionBy(partition) if partition else writer).parquet(location)
+    return written.get["rows"]
+
+
+def profile_by(frame, per, group_by=()):
+    """``profile`` of each value of the column ``per`` (e.g. each night), in one Spark job:
+    dict of value to (rows, present columns, counts by value)."""
+    rows = _profile_rows(frame, [per] + [k for k in group_by if k != per])
+    out = {}
+    for value in {r[per] for r in rows}:
+        out[value] = _summarise(frame.columns, [r for r in rows if r[per] == value], [k for k in group_by if k in frame.columns])
+    return out
+
+
+def _profile_rows(frame, keys):
+    names = frame.columns
+    keys = [k for k in keys if k in names]
+    return frame.groupBy(*[F.col(f"`{k}`") for k in keys]).agg(
+        F.count(F.lit(1)).alias("__rows"), *[F.count(F.col(f"`{n}`")).alias(f"__c{i}") for i, n in enumerate(names)]
+    ).collect()
+
+
+def _summarise(names, rows, keys):
+    present = {n for i, n in enumerate(names) if sum(r[f"__c{i}"] for r in rows)}
+    counts = {k: {} for k in keys}
+    for r in rows:
+        for k in keys:
+            counts[k][r[k]] = counts[k].get(r[k], 0) + r["__rows"]
+    return sum(r["__rows"] for r in rows), present, counts
+
+
+def profile(frame, group_by=()):
+    """What the executors' writes need to know of a frame before writing it, in one Spark job
+    (they read no staged file whose footers would tell): which columns hold a value, and how
+    many rows hold each value of a few columns (the statistics table's band and class).
+
+    Parameters
+    ----------
+    frame : pyspark.sql.DataFrame
+    group_by : list of str
+        Columns to count rows by value (those absent from the frame are left out).
+
+    Returns
+    -------
+    (int, set of str, dict of str to dict)
+        Rows; columns with at least one non-null value; column -> {value: rows}.
+    """
+    keys = [k for k in group_by if k in frame.columns]
+    return _summarise(frame.columns, _profile_rows(frame, keys), keys)

@@ -1,39 +1,37 @@
-"""Putting staged rows into a store: the driver's writer, and the executors' writer.
+"""Putting staged rows into a store from the driver, and what every writer shares.
 
-The embedded store takes one writer, the driver (``drive``): a thread reads and merges the
-staged files (``merge``), worker threads derive each table's rows from a batch, encode, pack
-and compress them, and the calling thread writes them in order. With an HBase store the
-Spark executors write instead (``write_from_executors``), each partition through its own
-connection. Either way each table counts the rows it expected, wrote and did not place (by
-reason), and the push reconciles them (``night.reconcile``).
+The embedded store is written by the driver (``drive``): a thread reads and merges the staged
+files (``merge``), worker threads derive each table's rows from a batch and encode, pack and
+compress them, and each table's own thread writes them in order. ``open_tables`` creates or
+checks the tables before a night is read; ``_TableWriter`` reconciles a table's schema row and
+counts, per table, the rows it expected, wrote and did not place (by reason), which the push
+reconciles (``checks.reconcile``). The executors' writer (HBase) is in ``executors``.
 """
 from __future__ import annotations
 
 import collections
-import json
 import logging
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import functions as F
 
 from fink_ingest import cells as cellcodec
-from fink_ingest import schemarow
-from fink_ingest.errors import StoreError
+from fink_ingest import journal, schemarow
+from fink_ingest.errors import SchemaError
 from fink_ingest.push.merge import (merged_batches, present_columns, put_batches, read_ahead,
                                     staged_file, _Pieces)
-from fink_ingest.tables.base import DERIVED_CLASS, Rows
+from fink_ingest.tables.base import Rows
 
 log = logging.getLogger(__name__)
 # Threads preparing batches for the one writer thread (the store takes one writer).
 PREPARE_THREADS = 2
 # A progress line in the log every this many rows.
 PROGRESS_ROWS = 100_000
+# Prepared batches a table's writer thread may have waiting, on average (bounds memory).
+WRITES_IN_FLIGHT = 2
 # Reasons a row is not placed that mean an alert is missing from a table (a night with any
 # of them is incomplete); every other reason is the table's design (no stamps, not an SSO...).
 REPEATED_KEY = "key repeated within the night: lost"
@@ -41,14 +39,20 @@ NO_CELLS = "row without any cell: not storable"
 LOSSES = (REPEATED_KEY, NO_CELLS)
 
 
-def open_tables(store, builders, config, pending_ok=False):
+def open_tables(store, builders, config, rebuilding=False):
     """Create or check every table a push will write, before the night is read.
 
     Each table is created if missing, and its key layout checked and recorded in its schema
-    row (``schemarow.check_layout``): a table written with another layout stops the push here,
-    in seconds, naming the upgrade command.
+    row (``schemarow.check_layout``): a table written with another layout, or whose whole
+    rebuild has not finished (``journal``), stops the push here, naming the command to run.
 
-    ``pending_ok`` accepts tables marked as being rebuilt whole (the rebuild's own pushes).
+    Parameters
+    ----------
+    store : fink_ingest.store.base.Store
+    builders : list of fink_ingest.tables.base.TableBuilder
+    config : fink_ingest.config.Config
+    rebuilding : bool
+        The push is part of a whole rebuild (its tables are in the journal, on purpose).
 
     Returns
     -------
@@ -58,15 +62,18 @@ def open_tables(store, builders, config, pending_ok=False):
     Raises
     ------
     LayoutError
-        If a table holds rows of another key layout.
+        If a table holds rows of another key layout, or is being rebuilt whole.
     """
     survey = config.survey
+    pending = {} if rebuilding else journal.pending(store, config)
     out = {}
     for b in builders:
+        name = b.table_name(config.table_prefix)
+        if b.kind in pending:
+            journal.check(store, config, b.kind, name)
         families = b.families_for(survey)
-        table = store.ensure_table(b.table_name(config.table_prefix), families, b.compression)
-        schemarow.check_layout(table, survey.schema_version, families[0], b.key_layout(survey), b.kind,
-                               write=True, pending_ok=pending_ok)
+        table = store.ensure_table(name, families, b.compression)
+        schemarow.check_layout(table, survey.schema_version, families[0], b.key_layout(survey), b.kind, write=True)
         out[b.kind] = table
     return out
 
@@ -114,19 +121,30 @@ def settle(rows, types):
                 skipped=skipped, types=rows.types, expected=rows.expected)
 
 
-def drive(writers, files, config, night, columns=None, sort_by=None):
-    """Write staged rows from this process (the embedded store's single writer); with
-    ``sort_by`` (the staged files' sort columns), in one global order."""
+def drive(writers, files, config, night, sort_by=None, progress=None):
+    """Write staged rows from this process (the embedded store's writer); with ``sort_by``
+    (the staged files' sort columns), in one global order.
+
+    A thread reads and merges the staged files; ``PREPARE_THREADS`` derive each table's rows
+    from a batch and encode, pack and compress them (Arrow and zstd release the GIL); each
+    table has a writer thread of its own, which writes its prepared batches in order (the
+    tables are separate files, and SQLite releases the GIL while it writes, so the tables'
+    writes proceed side by side). ``progress(rows)`` is called as batches are written.
+
+    Raises
+    ------
+    Exception
+        The first failure of any thread (a store error names its table and batch).
+    """
     survey = config.survey
 
     def batches():
         if sort_by:  # a merge round gives about one file's share: rounds are joined into puts
-            yield from put_batches(merged_batches(files, sort_by, config.stage_rows, columns, lazy=True),
-                                    config.put_rows)
+            yield from put_batches(merged_batches(files, sort_by, config.stage_rows, lazy=True), config.put_rows)
             return
         # one file, one row group at a time: memory bounded by stage_rows
         for path in files:
-            for batch in staged_file(path).iter_batches(batch_size=config.stage_rows, columns=columns):
+            for batch in staged_file(path).iter_batches(batch_size=config.stage_rows):
                 for start in range(0, batch.num_rows, config.put_rows):
                     yield batch.slice(start, config.put_rows)
 
@@ -140,27 +158,41 @@ def drive(writers, files, config, night, columns=None, sort_by=None):
             rows = w.builder.rows(batch, survey)
             if rows is not None:
                 out.append((w, w.prepare(rows)))
-        return out
+        return out, batch.num_rows
 
     seen, next_report, t0 = 0, PROGRESS_ROWS, time.time()
     pending = collections.deque()
-    # A thread reads and merges the staged files; PREPARE_THREADS encode, pack and compress
-    # the next batches (zstd and Arrow release the GIL); this thread writes the oldest
-    # prepared batch, in order (SQLite releases the GIL while it writes).
-    with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
-        for batch in read_ahead(batches(), PREPARE_THREADS):
-            pending.append(pool.submit(prepare, batch))
-            if len(pending) > PREPARE_THREADS:
-                for w, prepared in pending.popleft().result():
-                    w.write(prepared)
-            seen += batch.num_rows
-            if seen >= next_report:
-                log.info("%d staged rows written to %d tables (%.0f rows/s)", seen, len(writers),
-                         seen / max(time.time() - t0, 1e-9))
-                next_report += PROGRESS_ROWS
-        while pending:
-            for w, prepared in pending.popleft().result():
-                w.write(prepared)
+    table_threads = {id(w): ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{w.name}") for w in writers}
+    in_flight = collections.deque()  # table writes submitted, oldest first
+
+    def hand_over(prepared):
+        nonlocal seen, next_report
+        results, rows = prepared.result()
+        for w, batch in results:
+            in_flight.append(table_threads[id(w)].submit(w.write, batch))
+        while len(in_flight) > WRITES_IN_FLIGHT * len(writers):
+            in_flight.popleft().result()
+        seen += rows
+        if progress is not None:
+            progress(rows)
+        if seen >= next_report:
+            log.info("%d staged rows written to %d tables (%.0f rows/s)", seen, len(writers),
+                     seen / max(time.time() - t0, 1e-9))
+            next_report += PROGRESS_ROWS
+
+    try:
+        with ThreadPoolExecutor(max_workers=PREPARE_THREADS) as pool:
+            for batch in read_ahead(batches(), PREPARE_THREADS):
+                pending.append(pool.submit(prepare, batch))
+                if len(pending) > PREPARE_THREADS:
+                    hand_over(pending.popleft())
+            while pending:
+                hand_over(pending.popleft())
+        while in_flight:
+            in_flight.popleft().result()
+    finally:
+        for thread in table_threads.values():
+            thread.shutdown(wait=True, cancel_futures=True)
     for w in writers:
         rows = w.builder.finish(night, survey)
         if rows is not None:
@@ -178,7 +210,7 @@ class _TableWriter:
         types = builder.cell_types(staged_types, config.survey)
         derived = set(types) - set(staged_types)
         stored = schemarow.read(self.table, self.survey.schema_version)
-        self.types, changed = schemarow.reconcile(stored, types, present | derived)
+        self.types, changed, self.notes = schemarow.reconcile(stored, types, present | derived)
         schemarow.put(self.table, self.survey.schema_version, changed)
         self.expected = 0
         self.written = 0
@@ -200,13 +232,18 @@ class _TableWriter:
         types = self.types
         if rows.types:
             stored = schemarow.read(self.table, self.survey.schema_version)
-            types, changed = schemarow.reconcile(stored, rows.types, set(rows.types))
+            types, changed, notes = schemarow.reconcile(stored, rows.types, set(rows.types))
             schemarow.put(self.table, self.survey.schema_version, changed)
+            with self._lock:
+                merge_notes(self.notes, notes)
         rows = settle(rows, types)
         with self._lock:
             self.expected += rows.expected
             self.skipped.update(rows.skipped)
-        columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
+        columns, set_aside = encode_cells(rows, types)
+        if set_aside:
+            with self._lock:
+                merge_notes(self.notes, {"set_aside": set_aside})
         prepared = self.table.prepare_arrow(rows.keys, columns) if len(rows.keys) else None
         with self._lock:
             self.seconds += time.time() - t0
@@ -226,6 +263,36 @@ class _TableWriter:
             self.seconds += time.time() - t0
 
 
+def encode_cells(rows, types):
+    """Encode the cells of ``Rows`` with the table's types.
+
+    Returns
+    -------
+    (dict of str to pyarrow.BinaryArray, dict of str to str)
+        Encoded columns; columns set aside, with why: values the recorded type cannot hold
+        exactly (e.g. fractions in an integer column), never written cast or truncated.
+    """
+    columns, set_aside = {}, {}
+    for name, values in rows.cells.items():
+        if name not in types:
+            continue
+        try:
+            columns[name] = cellcodec.encode(values, types[name])
+        except SchemaError as exc:
+            set_aside[name] = f"stored as {types[name]}, values of this night do not fit it ({exc}); not written"
+    return columns, set_aside
+
+
+def merge_notes(into, notes):
+    """Add schema notes (``schemarow.reconcile``'s) into a table's notes, in place."""
+    for key, value in notes.items():
+        if isinstance(value, list):
+            into.setdefault(key, [])
+            into[key] += [v for v in value if v not in into[key]]
+        else:
+            into.setdefault(key, {}).update(value)
+
+
 class _Unmerged:
     """Rows a writer merges with the stored ones just before writing them."""
 
@@ -233,25 +300,36 @@ class _Unmerged:
         self.rows = rows
 
 
-def write_staged(store, builders, staged_dir, staged_types, config, night, spark=None, sort_by=None):
-    """Stream staged batches into every builder's table.
+def writers(store, builders, config, staged_types, present):
+    """One ``_TableWriter`` per builder: the schema row of each table reconciled with the
+    night's types (``present``: columns with a value this night) before any cell is written.
+
+    Raises
+    ------
+    SchemaError
+        If a column's type cannot be reconciled with a table's schema row.
+    """
+    return [_TableWriter(store, b, config, staged_types, present) for b in builders]
+
+
+def write_staged(store, builders, files, staged_types, config, night, sort_by=None, progress=None):
+    """Stream staged files into every builder's table from this process (the driver).
 
     Parameters
     ----------
     store : fink_ingest.store.base.Store
     builders : list of fink_ingest.tables.base.TableBuilder
-    staged_dir : Path
-        Parquet files written by Spark.
+    files : list of str
+        Local staged parquet files (Spark's output, or local copies of it).
     staged_types : dict of str to str
         Type of each staged column.
     config : fink_ingest.config.Config
     night : datetime.date
-    spark : pyspark.sql.SparkSession, optional
-        Given, and the store writes from the executors (``store.executor_writes``): the
-        rows are written by a Spark job, one connection per partition.
     sort_by : list of str, optional
         Columns each staged file is sorted by: the driver then writes in one global order
         (``merged_batches``).
+    progress : callable, optional
+        ``progress(rows)`` as staged rows are written.
 
     Returns
     -------
@@ -263,82 +341,6 @@ def write_staged(store, builders, staged_dir, staged_types, config, night, spark
     SchemaError
         If a column's type cannot be reconciled with a table's schema row.
     """
-    files = sorted(str(p) for p in Path(staged_dir).glob("*.parquet"))
-    present = present_columns(files)
-    writers = [_TableWriter(store, b, config, staged_types, present) for b in builders]
-    if spark is not None and store.executor_writes:
-        remote = [w for w in writers if w.builder.kind != "statistics"]
-        write_from_executors(spark, store, remote, staged_dir, config, sort_by)
-        writers_here = [w for w in writers if w.builder.kind == "statistics"]
-        if not writers_here:
-            return writers
-        drive(writers_here, files, config, night, columns=_stat_columns(staged_types))
-        return writers
-    drive(writers, files, config, night, sort_by=sort_by)
-    return writers
-
-
-def _stat_columns(staged_types):
-    return [n for n in ("i:fid", DERIVED_CLASS) if n in staged_types]
-
-
-def write_from_executors(spark, store, writers, staged_dir, config, sort_by=None):
-    """Write staged rows from the Spark executors: each partition opens its own connection
-    (``open_store(url)``) and puts its rows in batches; the driver sums the counts."""
-    url, survey, put_rows = store.url, config.survey, config.put_rows
-    plan = [(w.builder, w.name, dict(w.types)) for w in writers]
-
-    def write_partition(batches):
-        from fink_ingest.store import open_store as _open
-
-        remote = _open(url)
-        tables = {name: remote.bare_table(name) for _, name, _ in plan}
-        written, skipped, seconds = collections.Counter(), collections.Counter(), collections.Counter()
-        expected = collections.Counter()
-        for batch in batches:
-            for start in range(0, batch.num_rows, put_rows):
-                part = batch.slice(start, put_rows)
-                for builder, name, types in plan:
-                    t0 = time.time()
-                    rows = builder.rows(part, survey)
-                    if rows is None:
-                        continue
-                    rows = settle(builder.merge_stored(tables[name], rows, survey), types)
-                    expected[name] += rows.expected
-                    skipped.update({f"{name}\t{k}": v for k, v in rows.skipped.items()})
-                    if len(rows.keys):
-                        columns = {n: cellcodec.encode(a, types[n]) for n, a in rows.cells.items() if n in types}
-                        t1 = time.time()
-                        written[name] += tables[name].put_arrow(rows.keys, columns)
-                        seconds[f"{name}\tstore"] += time.time() - t1
-                    seconds[name] += time.time() - t0
-        names = [name for _, name, _ in plan]
-        yield pa.RecordBatch.from_pydict({  # floats even where nothing was timed (an int 0)
-            "table": names, "expected": [expected[n] for n in names], "written": [written[n] for n in names],
-            "seconds": [float(seconds[n]) for n in names],
-            "store_seconds": [float(seconds[f"{n}\tstore"]) for n in names],
-            "skipped": [json.dumps({k.split("\t", 1)[1]: v for k, v in skipped.items() if k.startswith(n + "\t")})
-                        for n in names]})
-
-    frame = spark.read.parquet(str(staged_dir))
-    if sort_by and any(w.builder.merges for w in writers):
-        # a merge reads the row it replaces: every row of an object in one task, in key
-        # order (a staged file read in several splits would put one key in two tasks)
-        frame = (frame.repartition(F.col(f"`{sort_by[0]}`"))
-                 .sortWithinPartitions(*[F.col(f"`{c}`") for c in sort_by]))
-    try:
-        result = frame.mapInArrow(write_partition, "table string, expected long, written long, seconds double, "
-                                                    "store_seconds double, skipped string").collect()
-    except Exception as exc:  # noqa: BLE001 - a task's StoreError arrives wrapped by Spark
-        found = re.search(r"StoreError: (.+)", str(exc))
-        if found is None:
-            raise
-        raise StoreError(f"{found.group(1).strip()} (written from a Spark executor)") from None
-    by_name = {w.name: w for w in writers}
-    for row in result:
-        w = by_name[row["table"]]
-        w.expected += row["expected"]
-        w.written += row["written"]
-        w.seconds += row["seconds"]
-        w.store_seconds += row["store_seconds"]
-        w.skipped.update(json.loads(row["skipped"]))
+    table_writers = writers(store, builders, config, staged_types, present_columns(files))
+    drive(table_writers, files, config, night, sort_by=sort_by, progress=progress)
+    return table_writers

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fink_ingest import rowkeys, schemarow
+from fink_ingest import journal, rowkeys, schemarow
 from fink_ingest.errors import QueryError
 from fink_ingest.read import derived
 from fink_ingest.read.decode import decode_columns, jd_of
@@ -98,7 +98,11 @@ class ReaderBase:
             If the table was written with another key layout (or is being rebuilt whole).
         """
         name = self.table_name(kind)
-        if name not in self.store.tables():
+        tables = self.store.tables()
+        if journal.table_name(self.config) in tables:
+            journal.check(self.store, self.config, kind, name)
+            self._checked.pop(kind, None)  # a table rebuilt whole is checked again once done
+        if name not in tables:
             return None
         table = self.store.table(name)
         if not self._checked.get(kind):

@@ -18,6 +18,7 @@ Semantics every backend obeys (written once, here):
 from __future__ import annotations
 
 import abc
+import contextlib
 
 
 def as_bytes(value):
@@ -169,6 +170,33 @@ class Store(abc.ABC):
     def size_bytes(self, name):
         """Bytes the table occupies on disk, if the backend can tell; else None."""
         return None
+
+    def local_directory(self):
+        """Directory holding the tables on this machine (str), or None for a remote store."""
+        return None
+
+    def check_writable(self):
+        """Check, before any work, that this process can write the store.
+
+        Raises
+        ------
+        StoreError
+            Naming the store and what to do.
+        """
+
+    @contextlib.contextmanager
+    def writing(self, names, what):
+        """Hold the right to write tables ``names`` (list of str) for ``what`` (str, shown to
+        another writer): a backend with one writer per table (the embedded store) refuses a
+        second writer at once, naming the first; others (HBase) allow concurrent writers.
+        Reentrant within one store object.
+
+        Raises
+        ------
+        StoreError
+            If another process writes one of the tables.
+        """
+        yield
 
     def close(self):
         """Release connections."""

@@ -196,7 +196,9 @@ class HBaseStore(Store):
             if have != families:
                 raise StoreError(f"table {name!r} exists with families {have}, not {families}")
             return
-        codec = compression.upper() if compression else self.compression
+        # "dict" is the embedded store's own codec (a zstd dictionary per table): HBase compresses
+        # blocks of rows itself, with the store's codec
+        codec = compression.upper() if compression not in (None, "dict") else self.compression
         spec = {f: dict(max_versions=1, bloom_filter_type="ROW", compression=codec) for f in families}
         self.call(f"create table {name!r}", lambda c: c.create_table(name, spec))
 

@@ -6,25 +6,20 @@ is rolled back on the next open). Rows live in a ``WITHOUT ROWID`` table keyed b
 key BLOB, so SQLite's B-tree order is the row-key byte order HBase uses, and range and
 prefix scans are B-tree range reads.
 
-Row layout. A row is one SQLite record whose value packs its cells:
-``[u16 qualifier id][u16 length (0xFFFF then u32 for longer)][value]`` repeated; qualifier
-ids map to ``family:qualifier`` in the table's ``qualifiers`` table. Packed rows longer
-than ``COMPRESS_MIN`` bytes are compressed with LZ4 (pyarrow's codec), prefixed by a flag
-byte and the raw length, like HBase's block compression (Snappy/LZ4) but per row. On the
-real night a main row is 3.45 KB packed: LZ4 2.28 KB in 5.1 us (decompression 1.5 us);
-zstd level 1 1.85 KB in 22.5 us (14 us). LZ4 keeps the row under the 3 KB budget at a
-quarter of the CPU, which is what bounds the push. A table created with
-``compression="zstd"`` (the cold history tables) writes zstd rows (flag 1) from 64 bytes up;
-the codec is kept in the table file's ``options`` table, and every row says its own.
-Pages are 16 KiB so that a compressed main-table row (~2 KB) stays inside its B-tree page
+Row layout: a row is one SQLite record whose value packs its cells, compressed with the
+table's codec (``store/rows.py``: by default LZ4; the main table a zstd dictionary trained per
+table). Pages are 16 KiB so that a compressed main-table row stays inside its B-tree page
 rather than spilling to overflow pages. See ``benchmarks/README.md`` for the figures.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import socket
 import sqlite3
-import struct
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,92 +28,15 @@ import pyarrow.compute as pc
 
 from fink_ingest.errors import StoreError
 from fink_ingest.rowkeys import prefix_stop
+from fink_ingest.runs import pid_alive
 from fink_ingest.store.base import Store, Table, as_bytes
+from fink_ingest.store.rows import CODEC_NAMES, LONG, LZ4, MIN_LENGTH, RowCodec, pack_cells, unpack_cells
 
 SUFFIX = ".sqlite"
 PAGE_SIZE = 16384
-COMPRESS_MIN = 256
-RAW, ZSTD, LZ4 = 0, 1, 2   # flag byte of a stored row; new rows are RAW or LZ4, ZSTD still reads
-_LONG = 0xFFFF
-_CODECS = {ZSTD: pa.Codec("zstd", compression_level=1), LZ4: pa.Codec("lz4_raw")}
-# Table compression (``create_table(..., compression=)``) -> flag. LZ4 by default: the push is
-# bound by its CPU. zstd for cold tables: on packed history rows (~340 B of JSON arrays) it
-# stores 147 B against LZ4's 213 B, at 10 us instead of 1 us a row.
-CODEC_NAMES = {None: LZ4, "lz4": LZ4, "zstd": ZSTD}
-_MIN_LENGTH = {LZ4: COMPRESS_MIN, ZSTD: 64}
 # Page cache per connection, KiB: a fixed bound (it does not grow with the night) large
 # enough that inserting a night's sorted runs rarely reads a page back from disk.
 CACHE_KIB = 65536
-
-
-def pack_cells(cells):
-    """Pack ``{qualifier_id: bytes}`` into the row layout (uncompressed)."""
-    out = bytearray()
-    for qid, value in cells.items():
-        n = len(value)
-        out += struct.pack(">HH", qid, n) if n < _LONG else struct.pack(">HHI", qid, _LONG, n)
-        out += value
-    return bytes(out)
-
-
-def unpack_cells(packed):
-    """Inverse of ``pack_cells``: dict of qualifier id to bytes."""
-    cells, i, n = {}, 0, len(packed)
-    while i < n:
-        qid, length = struct.unpack_from(">HH", packed, i)
-        i += 4
-        if length == _LONG:
-            (length,) = struct.unpack_from(">I", packed, i)
-            i += 4
-        cells[qid] = packed[i:i + length]
-        i += length
-    return cells
-
-
-def compress(packed, codec=LZ4):
-    """Stored value of a packed row: flag byte, then the raw bytes, or the raw length (u32)
-    and a block of ``codec`` (``LZ4`` or ``ZSTD``; rows shorter than its ``_MIN_LENGTH``
-    stay raw)."""
-    if len(packed) < _MIN_LENGTH[codec]:
-        return b"\x00" + packed
-    return _HEADER.pack(codec, len(packed)) + _CODECS[codec].compress(packed, asbytes=True)
-
-
-_HEADER = struct.Struct(">BI")
-
-
-def compress_column(packed, codec=LZ4):
-    """``compress`` of every value of a binary Arrow array (packed rows), empty ones as None.
-
-    The values are sliced from the array's data buffer, not copied out first (~2 us and one
-    copy less a row than ``compress`` of ``to_pylist()``).
-    """
-    if isinstance(packed, pa.ChunkedArray):
-        packed = packed.combine_chunks()
-    width = 8 if pa.types.is_large_binary(packed.type) else 4
-    offsets = np.frombuffer(packed.buffers()[1], dtype=np.int64 if width == 8 else np.int32,
-                            count=len(packed) + 1, offset=packed.offset * width).tolist()
-    data = memoryview(packed.buffers()[2] or b"")
-    valid = packed.is_valid().to_pylist() if packed.null_count else None
-    minimum, block, header = _MIN_LENGTH[codec], _CODECS[codec].compress, _HEADER.pack
-    out = []
-    for i, (start, stop) in enumerate(zip(offsets, offsets[1:])):
-        n = stop - start
-        if n == 0 or (valid is not None and not valid[i]):
-            out.append(None)
-        elif n < minimum:
-            out.append(b"\x00" + data[start:stop].tobytes())
-        else:
-            out.append(header(codec, n) + block(data[start:stop], asbytes=True))
-    return out
-
-
-def decompress(value):
-    """Inverse of ``compress`` (also reads zstd rows, flag 1)."""
-    if value[0] == RAW:
-        return value[1:]
-    flag, length = _HEADER.unpack_from(value, 0)
-    return _CODECS[flag].decompress(value[5:], length, asbytes=True)
 
 
 def _stored_codec(conn):
@@ -127,14 +45,7 @@ def _stored_codec(conn):
         hit = conn.execute("SELECT value FROM options WHERE name = 'compression'").fetchone()
     except sqlite3.OperationalError:  # a file made before the option existed
         hit = None
-    return CODEC_NAMES[hit[0] if hit else None]
-
-
-def _merge(old, new, codec=LZ4):
-    """SQLite function: merge the cells of ``new`` over those of ``old``."""
-    cells = unpack_cells(decompress(old))
-    cells.update(unpack_cells(decompress(new)))
-    return compress(pack_cells(cells), codec)
+    return CODEC_NAMES[hit[0] if hit else "lz4"]
 
 
 class SQLiteTable(Table):
@@ -148,7 +59,11 @@ class SQLiteTable(Table):
         self._ids = {}
         self._names = {}
         self.families = store.families(name)
-        self.codec = _stored_codec(self.conn)
+        first = store.connect(self.path)
+        try:
+            self.codec = RowCodec(self.path, _stored_codec(first))
+        finally:
+            first.close()
         self._load_qualifiers()
 
     @property
@@ -158,8 +73,8 @@ class SQLiteTable(Table):
             conn = self.store.connect(self.path)
             # the function holds the codec, not the table: a table referenced from its own
             # connection's function would never be freed, nor its connection closed
-            codec = _stored_codec(conn)
-            conn.create_function("merge_cells", 2, lambda old, new: _merge(old, new, codec), deterministic=True)
+            codec = self.codec
+            conn.create_function("merge_cells", 2, codec.merge, deterministic=True)
             self._local.conn = conn
         return conn
 
@@ -177,19 +92,26 @@ class SQLiteTable(Table):
                 if b":" not in n or family not in self.families:
                     raise StoreError(f"table {self.name!r}: column {n!r} is not in a family of "
                                      f"{self.families}")
-            with self.conn:
-                self.conn.executemany("INSERT OR IGNORE INTO qualifiers(name) VALUES (?)",
-                                      [(n,) for n in missing])
+            try:
+                with self.conn:
+                    self.conn.executemany("INSERT OR IGNORE INTO qualifiers(name) VALUES (?)",
+                                          [(n,) for n in missing])
+            except sqlite3.Error as exc:
+                raise self.store.failure(exc, f"table {self.name}: new columns") from None
             self._load_qualifiers()
             if max(self._names, default=0) > 0xFFFF:
                 raise StoreError(f"table {self.name!r}: more than 65535 distinct columns")
         return [self._ids[n] for n in names]
 
     def _write(self, records):
-        with self.conn:
-            self.conn.executemany(
-                "INSERT INTO cells(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE "
-                "SET v = merge_cells(v, excluded.v) WHERE v IS NOT excluded.v", records)
+        try:
+            with self.conn:
+                self.conn.executemany(
+                    "INSERT INTO cells(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE "
+                    "SET v = merge_cells(v, excluded.v) WHERE v IS NOT excluded.v", records)
+        except sqlite3.Error as exc:
+            first = records[0][0].decode(errors="replace") if records else ""
+            raise self.store.failure(exc, f"table {self.name}: put of {len(records)} rows from {first!r}") from None
         return len(records)
 
     def put_batch(self, rows):
@@ -197,7 +119,7 @@ class SQLiteTable(Table):
         for key, cells in rows:
             cells = {as_bytes(q): as_bytes(v) for q, v in cells.items()}
             ids = self._qualifier_ids(list(cells))
-            records.append((as_bytes(key), compress(pack_cells(dict(zip(ids, cells.values()))), self.codec)))
+            records.append((as_bytes(key), self.codec.compress(pack_cells(dict(zip(ids, cells.values()))))))
         return self._write(records)
 
     def put_arrow(self, keys, columns):
@@ -219,26 +141,26 @@ class SQLiteTable(Table):
                                  dtype=np.int64)
             header = np.empty((n, 2), dtype=">u2")
             header[:, 0] = qid
-            header[:, 1] = np.minimum(lengths, _LONG)
+            header[:, 1] = np.minimum(lengths, LONG)
             hdr = pa.FixedSizeBinaryArray.from_buffers(
                 pa.binary(4), n, [None, pa.py_buffer(header.tobytes())]).cast(pa.binary())
-            if (lengths >= _LONG).any():
-                extra = np.where(lengths >= _LONG, lengths, 0).astype(">u4")
+            if (lengths >= LONG).any():
+                extra = np.where(lengths >= LONG, lengths, 0).astype(">u4")
                 ext = pa.FixedSizeBinaryArray.from_buffers(
                     pa.binary(4), n, [None, pa.py_buffer(extra.tobytes())]).cast(pa.binary())
-                hdr = pc.if_else(pa.array(lengths >= _LONG),
+                hdr = pc.if_else(pa.array(lengths >= LONG),
                                  pc.binary_join_element_wise(hdr, ext, b""), hdr)
             pieces.append(pc.binary_join_element_wise(hdr, col, b""))
         packed = pc.binary_join_element_wise(*pieces, b"", null_handling="skip")
         key_list = pc.cast(keys, pa.binary()).to_pylist()
-        small = pc.less(pc.binary_length(packed), _MIN_LENGTH[self.codec])
-        if pc.all(small).as_py():  # index rows: flag byte prepended in one vectorised call
+        if self.codec.flag == LZ4 and pc.all(pc.less(pc.binary_length(packed), MIN_LENGTH[LZ4])).as_py():
+            # index rows, too short to compress: the flag byte prepended in one vectorised call
             values = pc.binary_join_element_wise(pa.scalar(b"\x00"), packed, b"").to_pylist()
-            return [(k, v) for k, v, p in zip(key_list, values, packed.to_pylist()) if len(v) > 1]
-        return [(k, v) for k, v in zip(key_list, compress_column(packed, self.codec)) if v is not None]
+            return [(k, v) for k, v in zip(key_list, values) if len(v) > 1]
+        return [(k, v) for k, v in zip(key_list, self.codec.compress_column(packed, self.conn)) if v is not None]
 
     def _decode(self, value, wanted):
-        cells = unpack_cells(decompress(value))
+        cells = unpack_cells(self.codec.decompress(value))
         if any(qid not in self._names for qid in cells):
             self._load_qualifiers()
         out = {}
@@ -305,7 +227,12 @@ class SQLiteTable(Table):
         return self.conn.execute(f"SELECT count(*) FROM cells{where}", args).fetchone()[0]
 
     def delete(self, key, columns=None):
-        key = as_bytes(key)
+        try:
+            self._delete(as_bytes(key), columns)
+        except sqlite3.Error as exc:
+            raise self.store.failure(exc, f"table {self.name}: delete of {key!r}") from None
+
+    def _delete(self, key, columns):
         with self.conn:
             if columns is None:
                 self.conn.execute("DELETE FROM cells WHERE k = ?", (key,))
@@ -314,10 +241,10 @@ class SQLiteTable(Table):
             if not hit:
                 return
             wanted = self._wanted(columns)
-            keep = {qid: v for qid, v in unpack_cells(decompress(hit[0])).items()
+            keep = {qid: v for qid, v in unpack_cells(self.codec.decompress(hit[0])).items()
                     if not (self._names[qid] in wanted or self._names[qid].split(b":", 1)[0] in wanted)}
             if keep:
-                self.conn.execute("UPDATE cells SET v = ? WHERE k = ?", (compress(pack_cells(keep), self.codec), key))
+                self.conn.execute("UPDATE cells SET v = ? WHERE k = ?", (self.codec.compress(pack_cells(keep)), key))
             else:
                 self.conn.execute("DELETE FROM cells WHERE k = ?", (key,))
 
@@ -339,10 +266,91 @@ class SQLiteStore(Store):
 
     def __init__(self, directory):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store {self.directory}: cannot create the directory: {exc.strerror}: "
+                             "give write access to its parent, or choose another --store") from None
         self.url = f"sqlite://{self.directory.resolve()}"
         self._tables = {}
         self._lock = threading.Lock()
+        self._held = {}  # table name -> [lock file descriptor, depth] (``writing``)
+
+    def failure(self, exc, what):
+        """A ``StoreError`` for an SQLite error while doing ``what`` (str): the table, the
+        store and, for the failures an operator can fix, what to do."""
+        text = str(exc)
+        low = text.lower()
+        if "disk is full" in low or "disk full" in low:
+            hint = (f"the disk of {self.directory} is full: free space, or move the store (--store), then run "
+                    "the same command again (rows already written are written again, identically)")
+        elif "readonly" in low or "read-only" in low:
+            hint = f"{self.directory} is read-only for this process: give write access, or choose another --store"
+        elif "locked" in low or "busy" in low:
+            hint = "another process held the table for over 60 s: wait for it to end, then run the command again"
+        else:
+            hint = f"sqlite: {text}"
+        return StoreError(f"{what}: {text}; {hint}" if hint != f"sqlite: {text}" else f"{what}: {hint}")
+
+    def local_directory(self):
+        return str(self.directory)
+
+    def check_writable(self):
+        """Create and remove a file in the store's directory (a read-only mount or a missing
+        permission shows here, before any work)."""
+        probe = self.directory / f".write-check-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(f"store {self.directory} is not writable ({exc.strerror}): give write access, "
+                             "or choose another --store") from None
+
+    @contextlib.contextmanager
+    def writing(self, names, what):
+        """One writer per table: an exclusive ``flock`` on ``.<table>.lock`` in the store's
+        directory, held while ``what`` runs (released by the system if the process dies).
+
+        Raises
+        ------
+        StoreError
+            If another process holds one of the tables: names it, with its pid and command.
+        """
+        taken = []
+        try:
+            for name in names:
+                self._take(name, what)
+                taken.append(name)
+            yield
+        finally:
+            for name in reversed(taken):
+                self._release(name)
+
+    def _take(self, name, what):
+        if name in self._held:
+            self._held[name][1] += 1
+            return
+        path = self.directory / f".{name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreError(f"table {name} is being written by {holder}: wait for it to end (one writer per "
+                             f"table of the embedded store {self.directory})") from None
+        os.ftruncate(fd, 0)
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} ({what}, since {since})".encode(), 0)
+        self._held[name] = [fd, 1]
+
+    def _release(self, name):
+        held = self._held[name]
+        held[1] -= 1
+        if held[1] == 0:
+            fcntl.flock(held[0], fcntl.LOCK_UN)
+            os.close(held[0])
+            del self._held[name]
 
     def path_of(self, name):
         """File of a table, ``<directory>/<name>.sqlite``.
@@ -371,40 +379,109 @@ class SQLiteStore(Store):
         return sorted(p.name[: -len(SUFFIX)] for p in self.directory.glob(f"*{SUFFIX}"))
 
     def create_table(self, name, families, compression=None):
+        """Create a table file, atomically: it is built under a temporary name and linked into
+        place whole, so a process killed at any moment leaves either no table or a complete
+        empty one (a file left half-made by an older version is recognised and replaced)."""
         if compression not in CODEC_NAMES:
             raise StoreError(f"table {name!r}: compression {compression!r} unknown; "
                              f"known: {[c for c in CODEC_NAMES if c]}")
         path = self.path_of(name)
         families = sorted(set(families))
-        if path.exists():
+        if path.exists() and self._complete(path):
             have = self.families(name)
             if have != families:
                 raise StoreError(f"table {name!r} exists with families {have}, not {families}")
             return
-        conn = self.connect(path)
-        with conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS families (name TEXT PRIMARY KEY)")
-            conn.execute("CREATE TABLE IF NOT EXISTS qualifiers "
-                         "(id INTEGER PRIMARY KEY AUTOINCREMENT, name BLOB UNIQUE NOT NULL)")
-            conn.execute("CREATE TABLE IF NOT EXISTS cells (k BLOB PRIMARY KEY, v BLOB NOT NULL) "
-                         "WITHOUT ROWID")
-            conn.executemany("INSERT OR IGNORE INTO families VALUES (?)", [(f,) for f in families])
-            conn.execute("CREATE TABLE IF NOT EXISTS options (name TEXT PRIMARY KEY, value TEXT)")
-            conn.execute("INSERT OR REPLACE INTO options VALUES ('compression', ?)", (compression or "lz4",))
-        conn.close()
+        self._remove_files(path)  # an incomplete file (no data: its tables were never made)
+        temp = self.directory / f".{name}.sqlite.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            conn = sqlite3.connect(temp, isolation_level=None)
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            conn.execute("PRAGMA journal_mode=DELETE")  # one file to link; WAL is set on first use
+            with conn:
+                conn.execute("BEGIN")
+                conn.execute("CREATE TABLE families (name TEXT PRIMARY KEY)")
+                conn.execute("CREATE TABLE qualifiers (id INTEGER PRIMARY KEY AUTOINCREMENT, name BLOB UNIQUE NOT NULL)")
+                conn.execute("CREATE TABLE cells (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+                conn.executemany("INSERT INTO families VALUES (?)", [(f,) for f in families])
+                conn.execute("CREATE TABLE options (name TEXT PRIMARY KEY, value TEXT)")
+                conn.execute("INSERT INTO options VALUES ('compression', ?)", (compression or "lz4",))
+            conn.close()
+            try:
+                os.link(temp, path)  # no-clobber: a table another process made meanwhile is kept
+            except FileExistsError:
+                pass
+        except (sqlite3.Error, OSError) as exc:
+            raise self.failure(exc, f"create table {name}") from None
+        finally:
+            for leftover in [temp] + [p for p in self.directory.glob(f".{name}.sqlite.tmp-*")
+                                      if not pid_alive(p.name.rsplit("-", 2)[-2])]:
+                try:
+                    os.remove(leftover)
+                except FileNotFoundError:
+                    pass
+
+    @staticmethod
+    def _complete(path):
+        """True if a table file holds its tables; False if it holds none (a creation by an
+        older version cut short: no data in it, safe to replace).
+
+        Raises
+        ------
+        StoreError
+            If the file is not a readable SQLite database (it is never removed then).
+        """
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"table file {path} is not a readable SQLite database ({exc}): restore it from a "
+                             "backup, or drop the table and rebuild it (bin/fink_push --rebuild TABLE --all-nights)"
+                             ) from None
+        if {"families", "cells", "qualifiers"} <= names:
+            return True
+        if names:
+            raise StoreError(f"table file {path} holds tables {sorted(names)}, not a fink-ingest table's")
+        return False
+
+    def _remove_files(self, path):
+        for p in (Path(f"{path}-wal"), Path(f"{path}-shm"), path):
+            try:
+                os.remove(p)
+            except FileNotFoundError:
+                pass
+
+    def ensure_table(self, name, families, compression=None):
+        """Create the table if it does not exist, or is a file left half-made (see
+        ``create_table``); return it."""
+        path = self.path_of(name)
+        if not path.exists() or not self._complete(path):
+            with self._lock:
+                self._tables.pop(name, None)
+            self.create_table(name, families, compression)
+        return self.table(name)
 
     def codec(self, name):
-        """Flag of the codec a table's rows are written with (``LZ4`` unless created with
-        ``compression="zstd"``; tables made before the option existed are LZ4)."""
-        return self.table(name).codec
+        """Flag of the codec a table's rows are written with (``store.rows``: LZ4 unless
+        created with ``compression="zstd"`` or ``"dict"``; tables made before the option
+        existed are LZ4)."""
+        return self.table(name).codec.flag
 
     def families(self, name):
         path = self.path_of(name)
         if not path.exists():
             raise StoreError(f"no table {name!r} in {self.directory}; tables: {self.tables()}")
+        if not self._complete(path):
+            raise StoreError(f"table {name!r}: its file {path} was left half-made (no tables, no data) by a "
+                             "creation cut short: run the push again, which makes it anew")
         conn = self.connect(path)
         try:
             return sorted(r[0] for r in conn.execute("SELECT name FROM families"))
+        except sqlite3.Error as exc:
+            raise self.failure(exc, f"table {name}: families") from None
         finally:
             conn.close()
 
@@ -415,12 +492,11 @@ class SQLiteStore(Store):
             return self._tables[name]
 
     def drop_table(self, name):
+        """Remove a table's files (the main file last: a drop cut short leaves the table, to be
+        dropped again by the same command)."""
         with self._lock:
             self._tables.pop(name, None)
-        path = self.path_of(name)
-        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            if p.exists():
-                os.remove(p)
+        self._remove_files(self.path_of(name))
 
     def truncate_table(self, name):
         self.table(name).delete_range()

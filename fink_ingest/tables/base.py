@@ -130,7 +130,7 @@ class TableBuilder:
     source = "alerts"
     key = ("object", "time", "alert")
     merges = False  # rows are united with the stored ones (``merge_stored``) before a put
-    compression = None  # the store's default codec; "zstd" for cold tables
+    compression = None  # the embedded store's codec for the table (store/rows.py): None (LZ4), "zstd", "dict"
 
     def table_name(self, table_prefix):
         """Store table name: ``<prefix>.<kind>``."""

@@ -20,6 +20,9 @@ class MainTable(TableBuilder):
 
     kind = "main"
     key = ("object", "time", "alert")
+    # the embedded store compresses main rows with a zstd dictionary trained on the table's
+    # first batch: 0.81 KB a row on the real night against 2.12 KB with LZ4 (store/rows.py)
+    compression = "dict"
 
     def table_name(self, table_prefix):
         return table_prefix

@@ -32,18 +32,36 @@ class StatisticsTable(TableBuilder):
         return [survey.added_family, CLASS_FAMILY]
 
     def stage(self, available, survey):
-        return [n for n in (f"{survey.original_family}:fid", DERIVED_CLASS) if n in available]
+        return [n for n in self.counted(survey) if n in available]
 
     def cell_types(self, staged_types, survey):
         return {}  # every cell is a bigint count; see finish
 
+    def counted(self, survey):
+        """Staged columns counted by value (list of str): the band and the class."""
+        return [f"{survey.original_family}:fid", DERIVED_CLASS]
+
+    def add(self, alerts, counts, survey):
+        """Add counts made elsewhere (the executors' writes count in Spark).
+
+        Parameters
+        ----------
+        alerts : int
+        counts : dict of str to dict
+            Staged column (``counted``) -> {value: alerts}.
+        survey : fink_ingest.config.Survey
+        """
+        self._counts["alerts"] += alerts
+        for name, prefix in zip(self.counted(survey), ("fid_", "class:")):
+            for value, n in counts.get(name, {}).items():
+                if value is not None:
+                    self._counts[f"{prefix}{value}"] += n
+
     def rows(self, batch, survey):
-        self._counts["alerts"] += batch.num_rows
-        for name, prefix in ((f"{survey.original_family}:fid", "fid_"), (DERIVED_CLASS, "class:")):
-            values = column(batch, name)
-            for item in pc.value_counts(values).to_pylist():
-                if item["values"] is not None:
-                    self._counts[f"{prefix}{item['values']}"] += item["counts"]
+        counts = {}
+        for name in self.counted(survey):
+            counts[name] = {item["values"]: item["counts"] for item in pc.value_counts(column(batch, name)).to_pylist()}
+        self.add(batch.num_rows, counts, survey)
         return None
 
     def finish(self, night, survey):

@@ -1,0 +1,200 @@
+"""Throughput of the push against Spark's own floor, measured side by side in one run.
+
+    python3 benchmarks/bench_throughput.py --alerts 400000                  # every table
+    python3 benchmarks/bench_throughput.py --alerts 400000 --tables main    # the main table alone
+    python3 benchmarks/bench_throughput.py --backfill                       # 21 real nights, one job vs one night
+
+Night mode (``--alerts N``): datasim scales the real night 2024-01-15 to N alerts, then, in one
+Spark session (local[*], started once, its start-up reported apart):
+
+- ``floor``: the least any Spark design can do with the night: read it, leave out what the
+  main table leaves out (history, stamps, partition columns), sort it by ``objectId``,
+  ``candidate.jd`` and write it to parquet (snappy). Timed before and after the push; the
+  smaller of the two is the floor (the first pays the JVM's warm-up).
+- ``push``: ``push_night`` of the tables asked for into a fresh embedded store.
+- ``read``: in a subprocess, a plain ``pyarrow.parquet.read_table`` of the same columns,
+  median of three.
+
+Printed: seconds, push/floor, push/read, alerts/s per core, bytes per alert of each table,
+and the driver's peak resident memory during the push.
+
+Backfill mode (``--backfill``): every real night of ``../shared/datasim/ztf`` (21 nights,
+1,516 alerts) laid out by datasim; ``bin/fink_push --from --to`` over them, then the same
+alerts laid out as one night, pushed in one ``bin/fink_push --night``; both as an operator
+runs them (a process each, Spark start-up included), every table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "jobs"))
+
+NIGHT = "2024-01-15"
+BASELINE_READS = 3
+
+
+def high_water_mb(pid="self"):
+    """Peak resident memory (VmHWM) of a process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_high_water(pid="self"):
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def baseline_reads(night_dir, columns, n):
+    """Seconds of plain pyarrow reads of the night's columns, in a subprocess."""
+    code = ("import json, sys, time; import pyarrow.parquet as pq\n"
+            "d, cols, n, k = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])\n"
+            "out = []\n"
+            "for _ in range(k):\n"
+            "    t0 = time.time(); t = pq.read_table(d, columns=cols); out.append(time.time() - t0)\n"
+            "    assert t.num_rows == n, t.num_rows\n"
+            "print(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(night_dir), json.dumps(columns), str(n),
+                           str(BASELINE_READS)], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def spark_floor(spark, night_dir, leave_out, target):
+    """Seconds of Spark reading the night and writing it sorted by objectId, jd to parquet."""
+    from pyspark.sql import functions as F
+
+    shutil.rmtree(target, ignore_errors=True)
+    t0 = time.time()
+    frame = spark.read.parquet(str(night_dir))
+    frame = frame.drop(*[c for c in leave_out if c in frame.columns])
+    frame.orderBy(F.col("objectId"), F.col("candidate.jd")).write.parquet(str(target))
+    seconds = time.time() - t0
+    shutil.rmtree(target, ignore_errors=True)
+    return seconds
+
+
+def night_mode(args):
+    from fink_ingest import paths
+    from fink_ingest.config import load_config
+    from fink_ingest.push import push_night
+    from fink_ingest.store import open_store
+    from fink_push import spark_session
+
+    cores = os.cpu_count()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="fink_throughput_"))
+    source = Path(args.datasim) / "ztf" / "archive" / "science" / "year=2024" / "month=01" / "day=15"
+    config = load_config(None, datalake=str(work / "lake"), store=str(work / "store"), work_dir=str(work / "work"))
+    t0 = time.time()
+    spark = spark_session(config)
+    startup = time.time() - t0
+    results = []
+    for n in args.alerts:
+        lake = work / "lake"
+        marker = lake / f".n={n}"
+        if not marker.exists():
+            shutil.rmtree(lake, ignore_errors=True)
+            subprocess.run([sys.executable, str(ROOT / "bin" / "fink_datasim"), "scale", "--source", str(source),
+                            "--prefix", str(lake), "--night", NIGHT, "--n", str(n)], check=True,
+                           stdout=subprocess.DEVNULL)
+            marker.touch()
+        night_dir = Path(paths.night_dir(config.datalake, paths.parse_night(NIGHT)))
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(next(night_dir.glob("*.parquet")))
+        s = config.survey
+        leave_out = set(s.served_elsewhere) | set(s.partition)
+        columns = [c for c in schema.names if c not in leave_out]
+        floor_before = spark_floor(spark, night_dir, leave_out, work / "floor")
+        shutil.rmtree(work / "store", ignore_errors=True)
+        store = open_store(config.store)
+        reset_high_water()
+        tables = None if args.tables == "all" else args.tables.split(",")
+        t0 = time.time()
+        summary = push_night(spark, config, store, paths.parse_night(NIGHT), tables)
+        push_s = time.time() - t0
+        peak = high_water_mb()
+        if not summary["ok"]:
+            raise SystemExit(f"push failed: {json.dumps(summary)[:2000]}")
+        floor_after = spark_floor(spark, night_dir, leave_out, work / "floor")
+        floor = min(floor_before, floor_after)
+        reads = baseline_reads(night_dir, columns, n)
+        read_s = statistics.median(reads)
+        sizes = {t: store.size_bytes(t) for t in store.tables()}
+        res = {"alerts": n, "tables": args.tables, "cores": cores, "push_s": round(push_s, 1),
+               "floor_s": round(floor, 1), "floors_s": [round(floor_before, 1), round(floor_after, 1)],
+               "read_s": round(read_s, 2), "push_over_floor": round(push_s / floor, 2),
+               "push_over_read": round(push_s / read_s, 1), "alerts_per_s_per_core": round(n / push_s / cores),
+               "bytes_per_alert": {t: round(b / n) for t, b in sizes.items()}, "seconds": summary["seconds"],
+               "peak_driver_mb": round(peak)}
+        results.append(res)
+        print(json.dumps(res), flush=True)
+    print(f"\nSpark start-up (once, not in the push): {startup:.1f} s; {cores} cores")
+    print(f"{'alerts':>8} {'tables':>10} {'push s':>7} {'floor s':>8} {'push/floor':>10} {'read s':>7} "
+          f"{'push/read':>9} {'/s/core':>8} {'B/alert main':>12} {'peak MB':>8}")
+    for r in results:
+        print(f"{r['alerts']:>8} {r['tables']:>10} {r['push_s']:>7} {r['floor_s']:>8} {r['push_over_floor']:>10} "
+              f"{r['read_s']:>7} {r['push_over_read']:>9} {r['alerts_per_s_per_core']:>8} "
+              f"{r['bytes_per_alert'].get(config.table_prefix, 0):>12} {r['peak_driver_mb']:>8}")
+    spark.stop()
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def backfill_mode(args):
+    from datasim.layout import layout_datalake
+
+    work = Path(tempfile.mkdtemp(prefix="fink_backfill_"))
+    layout_datalake([Path(args.datasim) / "ztf"], work / "lake")
+    nights = sorted(p for p in (work / "lake" / "science").glob("year=*/month=*/day=*"))
+    first, last = (f"{d.parts[-3][5:]}-{d.parts[-2][6:]}-{d.parts[-1][4:]}" for d in (nights[0], nights[-1]))
+    one = work / "one" / "science" / "year=2030" / "month=01" / "day=01"
+    one.mkdir(parents=True)
+    for i, night in enumerate(nights):  # the same files, as one night
+        for f in night.glob("*.parquet"):
+            shutil.copy(f, one / f"n{i:02d}-{f.name}")
+    env = {**os.environ, "PYTHON": sys.executable}
+
+    def timed(*extra, lake):
+        t0 = time.time()
+        done = subprocess.run([str(ROOT / "bin" / "fink_push"), "--datalake", str(lake), "--store",
+                               str(work / f"store-{time.time_ns()}"), "--work-dir", str(work / "work"), *extra],
+                              capture_output=True, text=True, env=env)
+        seconds = time.time() - t0
+        print(done.stdout[-1500:], file=sys.stderr)
+        return seconds, done.returncode
+
+    backfill_s, rc1 = timed("--from", first, "--to", last, lake=work / "lake")
+    single_s, rc2 = timed("--night", "2030-01-01", lake=work / "one")
+    res = {"nights": len(nights), "backfill_s": round(backfill_s, 1), "one_night_s": round(single_s, 1),
+           "backfill_over_one_night": round(backfill_s / single_s, 2), "exit_codes": [rc1, rc2]}
+    print(json.dumps(res))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--alerts", type=int, nargs="+", default=[400_000])
+    p.add_argument("--tables", default="all", help="comma-separated tables, or all")
+    p.add_argument("--backfill", action="store_true", help="the backfill comparison instead")
+    p.add_argument("--datasim", default=str(ROOT.parent / "shared" / "datasim"))
+    p.add_argument("--keep", help="reuse/keep this directory (the scaled datalake)")
+    args = p.parse_args(argv)
+    if args.backfill:
+        backfill_mode(args)
+    else:
+        night_mode(args)
+
+
+if __name__ == "__main__":
+    main()

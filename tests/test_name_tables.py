@@ -15,7 +15,7 @@ from conftest import make_config
 from fink_ingest import paths, rowkeys
 from fink_ingest.errors import SchemaError
 from fink_ingest.push import push_night
-from fink_ingest.push.night import rebuild
+from fink_ingest.push import rebuild
 from fink_ingest.store import open_store
 from fink_ingest.tables import BUILDERS
 

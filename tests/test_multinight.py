@@ -95,9 +95,9 @@ def test_backfill_equals_nights_pushed_one_by_one(multinight, spark, tmp_path, c
 
     config, store, summaries = multinight
     groups = []
-    push_group = night_module._push_group
-    monkeypatch.setattr(night_module, "_push_group", lambda spark, config, store, members, *a, **k:
-                        groups.append([m.night for m in members]) or push_group(spark, config, store, members, *a, **k))
+    group_steps = night_module._group_steps
+    monkeypatch.setattr(night_module, "_group_steps", lambda spark, config, store, members, *a, **k:
+                        groups.append([m.night for m in members]) or group_steps(spark, config, store, members, *a, **k))
     first, last = min(summaries), max(summaries)
     code = main(lambda c: spark, ["--from", f"{first:%Y-%m-%d}", "--to", f"{last:%Y-%m-%d}",
                                   "--datalake", config.datalake, "--store", str(tmp_path / "s"),

@@ -142,28 +142,50 @@ def push_nights(spark, config, store, nights, run_dir, tables=None, rebuilding=F
     names = list(tables or BUILDERS)
     open_tables(store, [BUILDERS[n] for n in names], config, rebuilding=rebuilding)
     run = workdir.RunDir.of(run_dir)
-    listed, missing = [], []
-    for night in nights:
+    present = set(datalake.list_nights(spark, config.datalake)) if len(nights) > 1 else set(nights)
+    listed, missing = [], [n for n in nights if n not in present]  # one listing of the datalake, not one a night
+    for night in (n for n in nights if n in present):
         try:
             listed.append((night, datalake.list_night(spark, paths.night_dir(config.datalake, night))))
         except InputError:
             missing.append(night)
+    missing.sort()
+    groups = [[_night(config, night, files, run.child(paths.night_tag(night))) for night, files in group]
+              for group in _groups(listed, config)]
     summaries = []
-    for group in _groups(listed, config):
-        members = [_night(config, night, files, run.child(paths.night_tag(night))) for night, files in group]
+
+    def start(index):
+        """A group's Spark phase (read, count, stage); returns its steps, paused before the writes."""
+        steps = _group_steps(spark, config, store, groups[index], names, run, f"g{index}", on_night, progress)
         try:
-            summaries += _push_group(spark, config, store, members, names, run, on_night, progress)
-        except StoreError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a group's failure is its nights', said in their summaries
-            if len(listed) == 1:
-                raise  # one night: its failure is the command's
-            log.error("nights %s: %s", ", ".join(f"{m.night:%Y-%m-%d}" for m in members), datalake.first_line(exc),
-                      exc_info=True, extra=FILE_ONLY)
-            summaries += [m.summary for m in members]
-            for m in members:
-                if on_night is not None:
-                    on_night(m.summary)
+            next(steps)
+        except StopIteration:
+            return None
+        return steps
+
+    # the next group's Spark phase runs while the driver writes the current group's tables
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-group") as ahead:
+        started = ahead.submit(start, 0) if groups else None
+        for index, members in enumerate(groups):
+            try:
+                steps = started.result()
+                started = ahead.submit(start, index + 1) if index + 1 < len(groups) else None
+                for _ in steps or ():
+                    pass
+                summaries += [m.summary for m in members]
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a group's failure is its nights', said in their summaries
+                if len(listed) == 1:
+                    raise  # one night: its failure is the command's
+                log.error("nights %s: %s", ", ".join(f"{m.night:%Y-%m-%d}" for m in members),
+                          datalake.first_line(exc), exc_info=True, extra=FILE_ONLY)
+                summaries += [m.summary for m in members]
+                for m in members:
+                    if on_night is not None and not m.done:
+                        on_night(m.summary)
+                if started is None and index + 1 < len(groups):
+                    started = ahead.submit(start, index + 1)
     return sorted(summaries, key=lambda s: s["night"]), missing
 
 
@@ -199,15 +221,25 @@ def _groups(listed, config):
 
 def _push_group(spark, config, store, members, names, run, on_night=None, progress=None):
     """Push nights that share a schema in one Spark job; returns their summaries."""
+    for _ in _group_steps(spark, config, store, members, names, run, "g0", on_night, progress):
+        pass
+    return [m.summary for m in members]
+
+
+def _group_steps(spark, config, store, members, names, run, group_id, on_night=None, progress=None):
+    """The push of a group, as steps: it pauses (yields) once its Spark phase is done and
+    before the driver writes its tables, so that ``push_nights`` can start the next group's
+    Spark phase meanwhile. Staging under ``<run>/staging/<group_id>``."""
     t0 = time.time()
     label = f"night {members[0].night:%Y-%m-%d}" if len(members) == 1 else \
         f"nights {members[0].night:%Y-%m-%d}..{members[-1].night:%Y-%m-%d}"
     table_names = [BUILDERS[n].table_name(config.table_prefix) for n in names]
+    staging = _Staging(run, group_id)
     try:
         with store.writing(table_names, f"bin/fink_push, {label}"):
             for m in members:
                 check_space(store, config, m.files, m.run, m.night)
-            _read_and_push(spark, config, store, members, names, run, on_night, progress)
+            yield from _read_and_push(spark, config, store, members, names, staging, on_night, progress)
     except BaseException as exc:  # every night not done says what happened, whatever happened
         for m in members:
             if not m.done:
@@ -217,8 +249,37 @@ def _push_group(spark, config, store, members, names, run, on_night=None, progre
                 (m.run.local / "summary.json").write_text(json.dumps(m.summary, indent=2))
         raise
     finally:  # staging goes whatever the outcome, through the file system it is on
-        _remove_staging(spark, run)
-    return [m.summary for m in members]
+        staging.remove(spark)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Staging:
+    """Where a group is staged: ``<run>/staging/<group>/<alerts|history>/__night=<YYYYMMDD>``
+    (a local copy under the run's local directory when the work directory is not local)."""
+
+    run: workdir.RunDir
+    group: str
+
+    @property
+    def shared(self):
+        return self.run.shared
+
+    @property
+    def shared_is_local(self):
+        return self.run.shared_is_local
+
+    def spark(self, name):
+        return self.run.spark("staging", self.group, name)
+
+    def local(self, name):
+        return self.run.local / "staging-copy" / self.group / name
+
+    def remove(self, spark):
+        shutil.rmtree(self.run.local / "staging-copy" / self.group, ignore_errors=True)
+        try:
+            workdir.delete(spark, self.run.spark("staging", self.group))
+        except Exception as exc:  # noqa: BLE001 - a cleanup failure must not hide the night's outcome
+            log.warning("staging %s not removed: %s", self.run.spark("staging", self.group), datalake.first_line(exc))
 
 
 def _complete(m, t0, on_night):
@@ -234,21 +295,14 @@ def _complete(m, t0, on_night):
         on_night(m.summary)
 
 
-def _remove_staging(spark, run):
-    shutil.rmtree(run.local / "staging-copy", ignore_errors=True)
-    try:
-        workdir.delete(spark, run.spark("staging"))
-    except Exception as exc:  # noqa: BLE001 - a cleanup failure must not hide the night's outcome
-        log.warning("staging %s not removed: %s", run.spark("staging"), datalake.first_line(exc))
-
-
-def _read_and_push(spark, config, store, members, names, run, on_night, progress):
+def _read_and_push(spark, config, store, members, names, staging, on_night, progress):
     """Read the group's good files and push them; a file Spark cannot read is set aside and
     the group pushed again without it (writes are idempotent)."""
     owner = {uri: m for m in members for uri in m.files.good}
     while True:
         good = {uri: rows for m in members for uri, rows in m.files.good.items()}
         if not good:
+            yield
             for m in members:
                 _complete(m, time.time(), on_night)
             return
@@ -259,7 +313,7 @@ def _read_and_push(spark, config, store, members, names, run, on_night, progress
             owner[uri].summary.setdefault("columns_not_read", {})[uri] = columns
         alerts = alerts.withColumn(NIGHT, datalake.night_of_file(F.col(datalake.FILE)))
         try:
-            _push_alerts(config, store, alerts, names, members, run, on_night, progress)
+            yield from _push_alerts(config, store, alerts, names, members, staging, on_night, progress)
             return
         except StoreError as exc:  # the store gave up (retries spent): say which nights
             where = ", ".join(f"{m.night:%Y-%m-%d}" for m in members if not m.done)
@@ -276,7 +330,7 @@ def _read_and_push(spark, config, store, members, names, run, on_night, progress
             m.summary["files_rejected"] = m.files.rejected
 
 
-def _push_alerts(config, store, alerts, names, members, run, on_night, progress):
+def _push_alerts(config, store, alerts, names, members, staging, on_night, progress):
     survey = config.survey
     spark = alerts.sparkSession
     t0 = time.time()
@@ -308,7 +362,7 @@ def _push_alerts(config, store, alerts, names, members, run, on_night, progress)
                          distinct_alerts=c["distinct"])
         if c["rejected"]:
             m.summary["rejects_file"] = _set_aside(spark, checked.filter(reason.isNotNull() & (F.col(NIGHT) == m.tag))
-                                                   .drop(NIGHT), m.run.spark("rejects"), c["rejected"], "rows", run)
+                                                   .drop(NIGHT), m.run.spark("rejects"), c["rejected"], "rows", staging)
         if history_builders:
             m.summary["history"] = {"entries": c["entries"], "rejected": c["no_time"], "staged": 0}
     valid = checked.filter(reason.isNull()).drop(datalake.REASON)
@@ -317,8 +371,10 @@ def _push_alerts(config, store, alerts, names, members, run, on_night, progress)
                  .dropDuplicates([NIGHT, "__alert_id"]).drop("__alert_id"))
     if store.executor_writes:
         _from_executors(config, store, valid, alert_builders, history_builders, members, t0, on_night)
+        yield
     else:
-        _from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress)
+        yield from _from_driver(config, store, valid, alert_builders, history_builders, members, staging, t0,
+                                on_night, progress)
 
 
 def _set_aside(spark, rows, location, expected, what, run):
@@ -354,14 +410,14 @@ def _staged_files(spark, run, name, members, expected_total, expected=None):
     InputError
         If the driver sees other rows than the executors wrote; nothing is written.
     """
-    location = run.spark("staging", name)
+    location = run.spark(name)
     files, seen = {}, 0
     for m in members:
         part = workdir.join(location, f"{NIGHT}={m.tag}")
         if run.shared_is_local:
             found = sorted(str(p) for p in workdir.local_path(part).glob("*.parquet"))
         else:
-            found = workdir.copy_to_local(spark, part, run.local / "staging-copy" / name / m.tag)
+            found = workdir.copy_to_local(spark, part, run.local(name) / m.tag)
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in found)
         if expected is not None and rows != expected[m.tag]:
             raise InputError(_not_shared(run, f"{expected[m.tag]} staged rows ({name}, night {m.tag})", rows))
@@ -380,10 +436,11 @@ def _prepare(m, names):
 
 
 def _from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress):
-    """The embedded store: Spark stages the group in the work directory (per night, at most
-    MERGE_FILES files, each sorted), the driver merges each night's files into one key order
-    and writes every table, night by night; the history is staged while the driver writes the
-    alert tables."""
+    """The embedded store: Spark stages the group in the work directory (``run``, the group's
+    ``_Staging``; per night, at most MERGE_FILES files, each sorted), the driver merges each
+    night's files into one key order and writes every table, night by night; the history is
+    staged while the driver writes the alert tables. A generator: it pauses once the alerts
+    are staged (the Spark phase that matters to the next group is done)."""
     spark = valid.sparkSession
     max_files = merge.MERGE_FILES
     names = [b.kind for b in alert_builders + history_builders]
@@ -399,7 +456,7 @@ def _from_driver(config, store, valid, alert_builders, history_builders, members
                 m.summary["history"]["rejects_file"] = _set_aside(
                     spark, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT), m.run.spark("rejects_history"),
                     m.summary["history"]["rejected"], "history entries", run)
-        total = stage(entries, run.spark("staging", "history"), sort_by, max_files, partition=NIGHT)
+        total = stage(entries, run.spark("history"), sort_by, max_files, partition=NIGHT)
         files = _staged_files(spark, run, "history", members, total)
         for m in members:
             m.summary["history"]["staged"] = sum(pq.ParquetFile(f).metadata.num_rows for f in files[m.tag])
@@ -412,9 +469,10 @@ def _from_driver(config, store, valid, alert_builders, history_builders, members
         if alert_builders:
             t1 = time.time()
             frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT])
-            total = stage(frame, run.spark("staging", "alerts"), sort_by, max_files, partition=NIGHT)
+            total = stage(frame, run.spark("alerts"), sort_by, max_files, partition=NIGHT)
             files = _staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
             log.info("%d alerts staged (%d columns) in %.1f s", total, len(types), time.time() - t1)
+            yield  # the Spark phase is done (the history's goes on): the next group's may start
             for m in members:
                 m.summary["seconds"]["staging"] = round(time.time() - t1, 2)
                 _prepare(m, names)
@@ -422,6 +480,8 @@ def _from_driver(config, store, valid, alert_builders, history_builders, members
                                                 progress))
                 if history_staged is None:
                     _complete(m, t0, on_night)
+        else:
+            yield
         if history_staged is not None:
             staged = history_staged.result()
             for m in members:

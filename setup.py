@@ -22,8 +22,10 @@ setup(
     packages=find_packages(include=["fink_ingest", "fink_ingest.*", "datasim", "datasim.*"]),
     install_requires=CORE,
     extras_require={
-        "api": ["flask>=3", "waitress>=3"],
-        "test": ["pytest>=7", "chispa>=0.9", "hypothesis>=6", "flask>=3", "waitress>=3"],
+        # matplotlib (and its pillow): PNG cutouts; scipy: the sigmoid stretch; fink-utils: SIMBAD's labels
+        "api": ["flask>=3", "waitress>=3", "matplotlib>=3.7", "scipy>=1.10", "fink-utils>=0.79"],
+        "test": ["pytest>=7", "chispa>=0.9", "hypothesis>=6", "flask>=3", "waitress>=3", "matplotlib>=3.7",
+                 "scipy>=1.10", "fink-utils>=0.79"],
         "bench": ["duckdb>=0.10"],
     },
     scripts=["bin/fink_push", "bin/fink_datasim", "bin/fink_api"],

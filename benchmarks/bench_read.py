@@ -3,8 +3,9 @@
     python benchmarks/bench_read.py --alerts 1000000
 
 Builds (in a temporary directory) a night of N alerts scaled by datasim from the real night
-2024-01-15 and pushes its alert tables (main, time, sky, class, sso, statistics) into the
-embedded store; lays the real SSO alerts (with stamps) out as a second night for cutouts.
+2024-01-15 and pushes its alert tables (main, time, sky, class, sso, cutouts, statistics)
+into the embedded store; lays the real SSO alerts (with stamps) out as a second night for
+cutouts (arrays and PNG pictures).
 Then, in one run, times each query K times (random real targets) in-process
 (``read.Reader``), over HTTP (waitress on 127.0.0.1, keep-alive), and with DuckDB reading the
 parquet datalake directly (what a user would do instead), and prints p50 and p99 in ms.
@@ -133,7 +134,16 @@ def main(argv=None):
             lambda c: con.execute(f"SELECT * EXCLUDE (prv_candidates) FROM read_parquet('{lake}') "
                                   "WHERE cdsxmatch = ? ORDER BY candidate.jd DESC LIMIT 10", [c]).fetchall(), classes),
         "one cutout (Science, array)": (
-            lambda o: reader.cutout(o), lambda o: http_get("cutouts", objectId=o, kind="Science"),
+            lambda o: reader.cutout(o), lambda o: http_get("cutouts", objectId=o, kind="Science", **{"output-format": "array"}),
+            lambda o: con.execute(f"SELECT cutoutScience FROM read_parquet('{stamps}') WHERE objectId = ? "
+                                  "ORDER BY candidate.jd DESC LIMIT 1", [o]).fetchall(), cut),
+        "one cutout (Science, PNG)": (   # DuckDB column: the stamp bytes only (no picture drawn)
+            lambda o: reader.cutout(o, output="PNG"), lambda o: http_get("cutouts", objectId=o, kind="Science"),
+            lambda o: con.execute(f"SELECT cutoutScience FROM read_parquet('{stamps}') WHERE objectId = ? "
+                                  "ORDER BY candidate.jd DESC LIMIT 1", [o]).fetchall(), cut),
+        "one cutout (PNG, viridis, gauss)": (
+            lambda o: reader.cutout(o, output="PNG", colormap="viridis", kernel="gauss"),
+            lambda o: http_get("cutouts", objectId=o, kind="Science", colormap="viridis", convolution_kernel="gauss"),
             lambda o: con.execute(f"SELECT cutoutScience FROM read_parquet('{stamps}') WHERE objectId = ? "
                                   "ORDER BY candidate.jd DESC LIMIT 1", [o]).fetchall(), cut),
     }

@@ -22,6 +22,7 @@ cell length, so every value decodes exactly as the datalake held it.
 """
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -204,8 +205,10 @@ def decode(cell, type_name):
 _NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_type(type_name):
-    """Parse a Spark ``simpleString`` type into a tree.
+    """Parse a Spark ``simpleString`` type into a tree (cached: a reader decodes the same few
+    nested types for every row; the tree is shared, never modify it).
 
     Returns
     -------

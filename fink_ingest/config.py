@@ -323,3 +323,28 @@ def load_config(path=None, **overrides):
             raise ConfigError(f"{path}: batch.{key} = {values[key]!r}; expected a positive integer")
     return Config(survey=load_survey(values.pop("survey")), spark_options=options, spark_overrides=given,
                   source=str(path), hbase_compression=_hbase_compression(path, raw), **values)
+
+
+def load_field_docs(name, schemas_dir=SCHEMAS_DIR):
+    """One-line descriptions of the columns a survey's alerts hold, from
+    ``schemas/<name>_fields.toml`` (served by ``/api/v1/schema``).
+
+    Returns
+    -------
+    dict of str to dict of str to str
+        Section (``original``, ``added``, ``cutouts``) -> field name -> description; empty
+        if the survey has no such file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is not TOML, or a section is not a table of text.
+    """
+    path = Path(schemas_dir) / f"{name}_fields.toml"
+    if not path.exists():
+        return {}
+    raw = _read_toml(path)
+    for section, fields in raw.items():
+        if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+            raise ConfigError(f"{path}: [{section}] must map field names to one-line descriptions (text)")
+    return raw

@@ -202,8 +202,53 @@ def prefix_stop(prefix):
 TEXT_ROLES = ("object", "class", "ssnamenr", "name")   # free text: escaped
 TIME_ROLES = ("time", "bucket")                          # fixed-width times (days)
 ALERT_ROLE = "alert"                                     # fixed-width alert id
-# given as text already, never holding ``_`` or ``%``: fixed-width digits, hex, survey names
-VERBATIM_ROLES = ("salt", "pixel", "survey", "night")
+SCORE_ROLE = "score"                                     # any double, order-preserving hex
+# given as text already, never holding ``_`` or ``%``: fixed-width digits, hex, survey names,
+# resolver names (``tns``, ``simbad``)
+VERBATIM_ROLES = ("salt", "pixel", "survey", "night", "resolver")
+SCORE_DIGITS = 16                                        # hex digits of a 64-bit pattern
+
+
+def format_score(values):
+    """Fixed-width text of doubles that sorts (as bytes) in numeric order, vectorised.
+
+    The IEEE-754 bit pattern is mapped to an unsigned integer of the same order (negative
+    values: every bit flipped; others: the sign bit set), written as 16 lowercase hex digits.
+    Exact both ways (``parse_score``); ``-0.0`` sorts just before ``0.0``.
+
+    Parameters
+    ----------
+    values : pyarrow.Array of float64, shape (n,)
+        Finite or infinite values, no nulls, no NaN (e.g. an anomaly score).
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (n,)
+
+    Raises
+    ------
+    SchemaError
+        If a value is null or NaN.
+    """
+    import numpy as np
+
+    values = pc.cast(values, pa.float64())
+    if values.null_count or (len(values) and pc.any(pc.is_nan(values)).as_py()):
+        raise SchemaError("format_score: null or NaN score; rows without one must be left out first")
+    bits = values.to_numpy(zero_copy_only=False).astype(np.float64).view(np.uint64)
+    sign = np.uint64(1 << 63)
+    ordered = np.where(bits & sign, ~bits, bits | sign)
+    return pa.array([f"{int(u):0{SCORE_DIGITS}x}" for u in ordered], pa.string())
+
+
+def parse_score(text):
+    """Inverse of ``format_score`` for one key component (str -> float)."""
+    import numpy as np
+
+    u = np.uint64(int(text, 16))
+    sign = np.uint64(1 << 63)
+    bits = u ^ sign if u & sign else ~u
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
 
 
 def make(roles, parts, survey):
@@ -235,6 +280,8 @@ def make(roles, parts, survey):
             value = format_time(pc.cast(value, pa.float64()), survey.time_int_digits, survey.time_frac_digits)
         elif role == ALERT_ROLE:
             value = format_alert_id(value)
+        elif role == SCORE_ROLE:
+            value = format_score(value)
         elif role in TEXT_ROLES:
             value = escape(value)
         elif role not in VERBATIM_ROLES:
@@ -265,7 +312,8 @@ def parse(roles, key):
         raise SchemaError(f"row key {key!r} has {len(parts)} components; layout {SEP.join(roles)} has {len(roles)}")
     out = {}
     for role, text in zip(roles, parts):
-        out[role] = float(text) if role in TIME_ROLES else int(text) if role == ALERT_ROLE else text
+        out[role] = float(text) if role in TIME_ROLES else int(text) if role == ALERT_ROLE \
+            else parse_score(text) if role == SCORE_ROLE else text
     return out
 
 
@@ -300,6 +348,8 @@ def parse_many(roles, keys):
             out[role] = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
         elif role == ALERT_ROLE:
             out[role] = pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
+        elif role == SCORE_ROLE:
+            out[role] = np.array([parse_score(t) for t in text.to_pylist()], dtype=np.float64)
         else:
             values = np.array(text.to_pylist(), dtype=object)
             if len(keys) and pc.any(pc.match_substring(text, ESCAPE)).as_py():
@@ -315,7 +365,8 @@ def describe(roles, survey):
     ----------
     roles : tuple of str
         Component roles in key order: ``object``, ``time``, ``alert``, ``bucket``,
-        ``salt``, ``pixel``, ``class``, ``ssnamenr``, ``name``, ``survey``, ``night``.
+        ``salt``, ``pixel``, ``class``, ``ssnamenr``, ``name``, ``survey``, ``night``,
+        ``score``, ``resolver``.
     survey : fink_ingest.config.Survey
 
     Returns
@@ -338,6 +389,8 @@ def describe(roles, survey):
         "name": "name(escaped)",
         "survey": survey.name,
         "night": "YYYYMMDD",
+        "score": f"score(order-preserving IEEE-754, {SCORE_DIGITS}x)",
+        "resolver": "resolver(tns|simbad)",
     }
     unknown = [r for r in roles if r not in text]
     if unknown:

@@ -138,3 +138,24 @@ def real_night_push(request, spark, datasim, tmp_path_factory):
         store = open_store(config.store)
         summary = push_night(spark, config, store, paths.parse_night("2024-01-15"))
         yield config, store, summary
+
+
+@pytest.fixture(scope="session")
+def sample_store(spark, datasim, tmp_path_factory):
+    """Every real night of ../shared/datasim/ztf (21 nights, 1,516 alerts: several Fink layouts,
+    stamps, tracklets, anomaly scores, TNS values, multi-alert objects), laid out by datasim
+    and pushed into one embedded store: (config, store)."""
+    from datasim.layout import layout_datalake
+    from fink_ingest import paths
+    from fink_ingest.push import push_night
+    from fink_ingest.store import open_store
+
+    base = tmp_path_factory.mktemp("sample_nights")
+    layout_datalake([datasim / "ztf"], base / "lake")
+    config = make_config(base / "lake", base / "store", base / "work")
+    store = open_store(config.store)
+    for night_dir in sorted((base / "lake" / "science").glob("year=*/month=*/day=*")):
+        y, m, d = (part.split("=")[1] for part in night_dir.parts[-3:])
+        summary = push_night(spark, config, store, paths.parse_night(f"{y}-{m}-{d}"))
+        assert summary["ok"], summary.get("problems")
+    return config, store

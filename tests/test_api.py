@@ -29,14 +29,24 @@ def test_every_route_answers_on_a_real_object(client):
         "/api/v1/conesearch?ra=97.2307&dec=3.9413&radius=5": lambda d: d[0]["i:objectId"] == "ZTF17aaaaitn",
         "/api/v1/latests?class=QSO&n=3": lambda d: len(d) == 3,
         "/api/v1/sso?n_or_d=2009%20VN118": lambda d: d[0]["i:objectId"] == "ZTF24aacgilq",
-        "/api/v1/statistics?date=2024": lambda d: d[0]["d:alerts"] == 849,
-        "/api/v1/schema?table=sky": lambda d: {"name": "i:ra", "type": "double"} in d,
-        "/api/v1/cutouts?objectId=ZTF17aaaaitn": lambda d: d == [],   # this night's files have no stamps
+        "/api/v1/statistics?date=2024": lambda d: d[0]["basic:sci"] == 849 and d[0]["key:key"] == "ztf_20240115",
+        "/api/v1/schema?table=sky": lambda d: d["ztf.sky (i:)"]["ra"]["type"] == "double",
+        "/api/v1/schema": lambda d: d["ZTF original fields (i:)"]["candid"]["type"] == "bigint",
+        "/api/v1/classes": lambda d: "SN candidate" in d["Fink classifiers"],
+        "/api/v1/tracklet?date=2024-01-15": lambda d: {x["d:tracklet"] for x in d} == {
+            "TRCK_20240115_110005_00", "TRCK_20240115_030815_00"},
+        "/api/v1/anomaly?n=3&columns=d:anomaly_score": lambda d: len(d) == 3 and d[0]["d:anomaly_score"] < 0,
+        "/api/v1/resolver?resolver=simbad&name=qso&nmax=2": lambda d: [x["d:fullname"] for x in d] == ["QSO"] * 2,
     }
     for url, ok in checks.items():
         r = client.get(url)
         assert r.status_code == 200, (url, r.data[:300])
         assert ok(json.loads(r.data)), url
+
+
+def test_a_night_without_stamps_has_no_cutout(client):
+    r = client.get("/api/v1/cutouts?objectId=ZTF17aaaaitn&output-format=array")   # this night's files have none
+    assert r.status_code == 404 and json.loads(r.data)["error"] == "no stamp stored for ZTF17aaaaitn"
 
 
 def test_post_json_and_other_formats(client):
@@ -63,6 +73,18 @@ def test_post_json_and_other_formats(client):
     ("/api/v1/cutouts?objectId=ZTF17aaaaitn&kind=Other", "kind"),
     ("/api/v1/statistics?date=2024-01", "date"),
     ("/api/v1/schema?table=nope", "table"),
+    ("/api/v1/conesearch?ra=10&dec=5&radius=0.0001", "radius"),
+    ("/api/v1/conesearch?ra=10&dec=5&radius=1e-300", "radius"),
+    ("/api/v1/conesearch?ra=10&dec=5&radius=18001", "18,000 arcseconds"),
+    ("/api/v1/conesearch?ra=10&dec=5&radius=5&startdate=2024-01-01&window=-1", "window"),
+    ("/api/v1/conesearch?ra=10&dec=5&radius=5&output_format=csv", "output_format"),
+    ("/api/v1/sso?n_or_d=1e300", "n_or_d"),
+    ("/api/v1/latests?class=QSO&stopdate=nan", "date"),
+    ("/api/v1/latests?class=QSO&n=1e300", "n"),
+    ("/api/v1/objects?objectId=ZTF17aaaaitn&withupperlim=maybe", "withupperlim"),
+    ("/api/v1/cutouts?objectId=ZTF17aaaaitn&stretch=cubic", "stretch"),
+    ("/api/v1/resolver?resolver=sesame&name=M31", "resolver"),
+    ("/api/v1/tracklet?date=tomorrow", "date"),
 ])
 def test_bad_parameters_get_400_naming_them(client, url, word):
     r = client.get(url)
@@ -72,4 +94,30 @@ def test_bad_parameters_get_400_naming_them(client, url, word):
 
 def test_openapi_is_served(client):
     spec = json.loads(client.get("/api/v1/openapi.json").data)
-    assert {"/api/v1/objects", "/api/v1/conesearch", "/api/v1/cutouts"} <= set(spec["paths"])
+    assert set(spec["paths"]) == {f"/api/v1/{r}" for r in ("objects", "conesearch", "latests", "sso", "cutouts",
+                                                           "statistics", "schema", "classes", "tracklet",
+                                                           "anomaly", "resolver")}
+
+
+def test_no_parameter_gives_the_route_description(client):
+    r = client.get("/api/v1/conesearch")
+    assert r.status_code == 200 and r.mimetype == "text/plain"
+    assert "radius (number, required): arcseconds, 0.01 to 18000" in r.data.decode()
+
+
+def test_hostile_bodies_get_clean_errors(real_night_push):
+    config, store, _ = real_night_push
+    client = create_app(Reader(store, config), max_body_bytes=200_000).test_client()
+    r = client.post("/api/v1/objects", data="[" * 100_000, content_type="application/json")
+    assert r.status_code == 400 and "too deeply nested" in json.loads(r.data)["error"]
+    r = client.post("/api/v1/objects", data="x" * 300_000, content_type="application/json")
+    assert r.status_code == 413 and json.loads(r.data)["status"] == "error"
+    r = client.post("/api/v1/objects", json=["ZTF17aaaaitn"])
+    assert r.status_code == 400 and "expected a JSON object" in json.loads(r.data)["error"]
+    r = client.post("/api/v1/latests", json={"class": "QSO", "columns": "i:candid", "startdate": "2010-01-01",
+                                             "stopdate": "2010-02-01"})
+    assert r.status_code == 200 and json.loads(r.data) == []
+    r = client.post("/api/v1/sso", json={"n_or_d": "2009 VN118", "columns": "i:magpsf"})
+    assert r.status_code == 200 and set(json.loads(r.data)[0]) == {"i:magpsf", "i:ssnamenr", "sso_name", "sso_number"}
+    r = client.delete("/api/v1/objects")
+    assert r.status_code == 405 and json.loads(r.data)["status"] == "error"

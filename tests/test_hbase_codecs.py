@@ -136,9 +136,11 @@ def test_the_cli_prints_the_store_url_shell_quoted(spark, datasim, tmp_path, cap
     from fink_ingest.cli import main
 
     url = with_options(hbase_url, "batch=500&pool=2")
-    code = main(lambda c: spark, ["--night", "2024-01-15", "--tables", "statistics", "--datalake",
+    code = main(lambda c: spark, ["--night", "2024-01-15", "--tables", "main", "--datalake",
                                   str(datasim / "ztf" / "archive"), "--store", url, "--work-dir", str(tmp_path / "w")])
     out = capsys.readouterr().out
     assert code == 0, out
     hint = next(line for line in out.splitlines() if line.startswith("look at an object: "))
-    assert shlex.split(hint)[-3:] == ["--store", url, "<objectId>"]
+    *_, flag, shown_url, object_id = shlex.split(hint)
+    assert [flag, shown_url] == ["--store", url]
+    assert object_id.startswith("ZTF") and object_id != "<objectId>"   # a real object of the night

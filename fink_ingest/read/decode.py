@@ -48,8 +48,8 @@ def history_entries(rows, types, oid_column, object_of):
     return frame
 
 
-def decode_rows(rows, types, columns=None):
-    """Decode ``(key, cells)`` rows into a DataFrame.
+def decode_columns(rows, types, columns=None):
+    """Decode ``(key, cells)`` rows column by column.
 
     Parameters
     ----------
@@ -61,8 +61,8 @@ def decode_rows(rows, types, columns=None):
 
     Returns
     -------
-    pandas.DataFrame, shape (len(rows), n_columns)
-        Index: the row keys (str). Absent cells are None/NaN.
+    dict of str to numpy.ndarray or list, each of length len(rows)
+        Absent cells are None (or NaN in float columns).
 
     Raises
     ------
@@ -87,26 +87,60 @@ def decode_rows(rows, types, columns=None):
         if type_name is None:
             raise QueryError(f"column {name!r} has cells but no type in the schema row")
         data[name] = cellcodec.decode_column(raw, type_name)
-    return pd.DataFrame(data, index=[k.decode() for k, _ in rows], columns=names)
+    return data
+
+
+def decode_rows(rows, types, columns=None):
+    """Decode ``(key, cells)`` rows into a DataFrame (see ``decode_columns``).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (len(rows), n_columns)
+        Index: the row keys (str). Absent cells are None/NaN.
+    """
+    data = decode_columns(rows, types, columns)
+    return pd.DataFrame(data, index=[k.decode() for k, _ in rows], columns=list(data))
+
+
+MJD_OFFSET = 2400000.5        # JD of MJD 0
+JD_MIN_AS_JD = 2400000.0      # a bare number at least this large is a JD, else an MJD (as Fink reads dates)
 
 
 def jd_of(date):
-    """Julian Date of a date: a float (already a JD), ``YYYY-MM-DD[ HH:MM:SS]`` text or a
-    datetime, taken as UTC.
+    """Julian Date of a date, taken as UTC, as Fink's API reads dates: a number (or its text)
+    is a JD if at least 2,400,000, else an MJD; other text is an ISO date
+    (``YYYY-MM-DD[ hh:mm:ss]``, parsed by pandas); a datetime is converted. None or empty
+    text gives None.
+
+    Returns
+    -------
+    float or None
 
     Raises
     ------
     QueryError
-        If the text is not a date.
+        If the value is not a date, or not finite (``nan``, ``inf``).
     """
-    if date is None:
+    import math
+
+    if date is None or (isinstance(date, str) and not date.strip()):
         return None
-    if isinstance(date, (int, float)) and not isinstance(date, bool):
-        return float(date)
+    if isinstance(date, bool):
+        raise QueryError(f"date {date!r}: expected YYYY-MM-DD[ hh:mm:ss], a JD or an MJD")
     try:
-        stamp = pd.Timestamp(date)
-    except (ValueError, TypeError):
-        raise QueryError(f"date {date!r}: expected YYYY-MM-DD[ HH:MM:SS] or a Julian Date") from None
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return JD_UNIX_EPOCH + (stamp - pd.Timestamp("1970-01-01")).total_seconds() / 86400.0
+        value = float(date.strip() if isinstance(date, str) else date)
+    except (TypeError, ValueError):
+        value = None
+    if value is None:
+        try:
+            stamp = pd.Timestamp(date)
+        except (ValueError, TypeError, OverflowError):
+            raise QueryError(f"date {date!r}: expected YYYY-MM-DD[ hh:mm:ss], a JD or an MJD") from None
+        if pd.isna(stamp):
+            raise QueryError(f"date {date!r}: expected YYYY-MM-DD[ hh:mm:ss], a JD or an MJD")
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return JD_UNIX_EPOCH + (stamp - pd.Timestamp("1970-01-01")).total_seconds() / 86400.0
+    if not math.isfinite(value):
+        raise QueryError(f"date {date!r}: expected a finite JD or MJD")
+    return value if value >= JD_MIN_AS_JD else value + MJD_OFFSET

@@ -6,8 +6,13 @@ import math
 import numpy as np
 
 from fink_ingest import healpix
+from fink_ingest.errors import QueryError
 
 PIXEL_DEG_ORDER0 = 58.6              # HEALPix pixel size at order 0, degrees (sqrt(4 pi / 12) rad)
+# Finest order used to cover a cone: healpy's query_disc aborts the process (C++ PlanckError,
+# uncatchable) on a sub-milliarcsecond disc at order 29; order 26 pixels are ~3 mas, and a
+# coarser cover only adds rows that the exact separation then drops.
+MAX_COVER_ORDER = 26
 
 
 def separation_deg(ra1, dec1, ra2, dec2):
@@ -55,7 +60,9 @@ def cone_ranges(ra, dec, radius_arcsec, fine_order):
     import healpy as hp
 
     radius_deg = radius_arcsec / 3600.0
-    order = int(np.clip(math.floor(math.log2(PIXEL_DEG_ORDER0 / radius_deg)) + 2, 0, fine_order))
+    if not radius_deg > 0:
+        raise QueryError(f"radius = {radius_arcsec!r}: expected a positive number of arcseconds")
+    order = int(np.clip(math.floor(math.log2(PIXEL_DEG_ORDER0 / radius_deg)) + 2, 0, min(fine_order, MAX_COVER_ORDER)))
     pixels = hp.query_disc(healpix.nside(order), hp.ang2vec(ra, dec, lonlat=True),
                            math.radians(radius_deg), inclusive=True, nest=True)
     ranges = []

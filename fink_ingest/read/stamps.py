@@ -11,7 +11,25 @@ from fink_ingest.errors import QueryError
 
 
 def read_stamps(cells, stamp_columns):
-    """Stamp FITS bytes (gunzipped) from one row of one row group of the pointed file."""
+    """Stamp FITS bytes (gunzipped) from one row of one row group of the pointed file.
+
+    Parameters
+    ----------
+    cells : dict of bytes to bytes
+        A row of the cutout-pointer table (``d:uri``, ``d:row_group``, ``d:row``, ``d:file_row``).
+    stamp_columns : list of str
+        Stamp columns to read, e.g. ``["cutoutScience"]``.
+
+    Returns
+    -------
+    dict of str to bytes or None
+        FITS bytes per column; None where the alert has no stamp.
+
+    Raises
+    ------
+    QueryError
+        If the pointed file cannot be reached from this process.
+    """
     import pyarrow.parquet as pq
 
     from fink_ingest.datalake import open_uri
@@ -39,10 +57,14 @@ def read_stamps(cells, stamp_columns):
 
 
 def fits_array(fits_bytes):
-    """2-D image of a FITS file's primary HDU (numpy array), or None."""
+    """2-D image of a FITS file's primary HDU (numpy array), or None.
+
+    ZTF stamps write their SIMPLE card off the FITS standard's columns; astropy reads them
+    the same and is told not to check it (no ``VerifyWarning`` per stamp).
+    """
     if fits_bytes is None:
         return None
     from astropy.io import fits
 
-    with fits.open(io.BytesIO(fits_bytes)) as hdul:
+    with fits.open(io.BytesIO(fits_bytes), ignore_missing_simple=True) as hdul:
         return np.array(hdul[0].data)

@@ -26,20 +26,18 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
 from fink_ingest import datalake, paths, workdir
 from fink_ingest.errors import InputError, StoreError
-from fink_ingest.push import merge
-from fink_ingest.push.checks import check_space, reconcile
-from fink_ingest.push.executors import write_from_executors
-from fink_ingest.push.stage import NIGHT, alert_frame, history_frame, profile_by, stage
-from fink_ingest.push.write import drive, open_tables, write_staged, writers
+from fink_ingest.push.checks import check_space
+from fink_ingest.push.group_write import complete, from_driver, from_executors
+from fink_ingest.push.stage import NIGHT
+from fink_ingest.push.staging import Staging, set_aside
+from fink_ingest.push.write import open_tables
 from fink_ingest.report import FILE_ONLY
 from fink_ingest.tables import BUILDERS
 
@@ -234,7 +232,7 @@ def _group_steps(spark, config, store, members, names, run, group_id, on_night=N
     label = f"night {members[0].night:%Y-%m-%d}" if len(members) == 1 else \
         f"nights {members[0].night:%Y-%m-%d}..{members[-1].night:%Y-%m-%d}"
     table_names = [BUILDERS[n].table_name(config.table_prefix) for n in names]
-    staging = _Staging(run, group_id)
+    staging = Staging(run, group_id)
     try:
         with store.writing(table_names, f"bin/fink_push, {label}"):
             for m in members:
@@ -252,56 +250,6 @@ def _group_steps(spark, config, store, members, names, run, group_id, on_night=N
         staging.remove(spark)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Staging:
-    """Where a group is staged: ``<run>/staging/<group>/<alerts|history>/__night=<YYYYMMDD>``
-    (a local copy under the run's local directory when the work directory is not local)."""
-
-    run: workdir.RunDir
-    group: str
-
-    @property
-    def shared(self):
-        return self.run.shared
-
-    @property
-    def shared_is_local(self):
-        return self.run.shared_is_local
-
-    def spark(self, name):
-        return self.run.spark("staging", self.group, name)
-
-    def local(self, name):
-        return self.run.local / "staging-copy" / self.group / name
-
-    def remove(self, spark):
-        """Remove the group's staging (and the run's staging directory once empty)."""
-        shutil.rmtree(self.run.local / "staging-copy" / self.group, ignore_errors=True)
-        try:
-            workdir.delete(spark, self.run.spark("staging", self.group))
-        except Exception as exc:  # noqa: BLE001 - a cleanup failure must not hide the night's outcome
-            log.warning("staging %s not removed: %s", self.run.spark("staging", self.group), datalake.first_line(exc))
-        for empty in ([workdir.local_path(self.run.spark("staging"))] if self.shared_is_local else []) + \
-                [self.run.local / "staging-copy"]:
-            try:
-                empty.rmdir()
-            except OSError:
-                pass
-
-
-def _complete(m, t0, on_night):
-    """Reconcile a night's counts and write its summary (it is complete)."""
-    m.summary["seconds"]["total"] = round(time.time() - t0, 2)
-    m.summary["problems"] = reconcile(m.summary, m.files.footer_rows)
-    m.summary["ok"] = not m.summary["problems"]
-    for problem in m.summary["problems"]:
-        log.error("night %s: %s", m.summary["night"], problem, extra=FILE_ONLY)  # the summary prints them
-    (m.run.local / "summary.json").write_text(json.dumps(m.summary, indent=2))
-    m.done = True
-    if on_night is not None:
-        on_night(m.summary)
-
-
 def _read_and_push(spark, config, store, members, names, staging, on_night, progress):
     """Read the group's good files and push them; a file Spark cannot read is set aside and
     the group pushed again without it (writes are idempotent)."""
@@ -311,7 +259,7 @@ def _read_and_push(spark, config, store, members, names, staging, on_night, prog
         if not good:
             yield
             for m in members:
-                _complete(m, time.time(), on_night)
+                complete(m, time.time(), on_night)
             return
         combined = datalake.NightFiles(good=good, rejected=[], data_bytes={u: d for m in members
                                                                            for u, d in m.files.data_bytes.items()})
@@ -368,7 +316,7 @@ def _push_alerts(config, store, alerts, names, members, staging, on_night, progr
         m.summary.update(alerts_read=c["read"], rows_rejected=c["rejected"], duplicates=c["valid"] - c["distinct"],
                          distinct_alerts=c["distinct"])
         if c["rejected"]:
-            m.summary["rejects_file"] = _set_aside(spark, checked.filter(reason.isNotNull() & (F.col(NIGHT) == m.tag))
+            m.summary["rejects_file"] = set_aside(spark, checked.filter(reason.isNotNull() & (F.col(NIGHT) == m.tag))
                                                    .drop(NIGHT), m.run.spark("rejects"), c["rejected"], "rows", staging)
         if history_builders:
             m.summary["history"] = {"entries": c["entries"], "rejected": c["no_time"], "staged": 0}
@@ -377,185 +325,8 @@ def _push_alerts(config, store, alerts, names, members, staging, on_night, progr
         valid = (valid.withColumn("__alert_id", datalake.column_of(survey.alert_id))
                  .dropDuplicates([NIGHT, "__alert_id"]).drop("__alert_id"))
     if store.executor_writes:
-        _from_executors(config, store, valid, alert_builders, history_builders, members, t0, on_night)
+        from_executors(config, store, valid, alert_builders, history_builders, members, t0, on_night)
         yield
     else:
-        yield from _from_driver(config, store, valid, alert_builders, history_builders, members, staging, t0,
+        yield from from_driver(config, store, valid, alert_builders, history_builders, members, staging, t0,
                                 on_night, progress)
-
-
-def _set_aside(spark, rows, location, expected, what, run):
-    """Write rows set aside (with their reason) where the night keeps them, and check the
-    driver sees them all there (on a cluster, a work directory the nodes do not share would
-    scatter them over the executors' disks). Returns the location."""
-    rows.write.mode("overwrite").parquet(location)
-    seen = spark.read.parquet(location).count()
-    if seen != expected:
-        raise InputError(_not_shared(run, f"{expected} rejected {what}", seen))
-    log.warning("%d %s set aside with a reason in %s", expected, what, location)
-    return location
-
-
-def _not_shared(run, what, seen):
-    return (f"the executors wrote {what} under the work directory ({run.shared}) but the driver sees {seen}: "
-            "on a cluster the work directory must be one every node shares (hdfs://..., s3a://..., or a mount "
-            "common to all nodes): give --work-dir such a URI; nothing was written for this night")
-
-
-def _staged_files(spark, run, name, members, expected_total, expected=None):
-    """Local files of what Spark staged as ``name`` for each night (copied from the work
-    directory's file system when it is not local), checked to hold what the executors wrote
-    before anything is written: a silent empty night is impossible.
-
-    Returns
-    -------
-    dict of str to list of str
-        Night tag -> its staged files.
-
-    Raises
-    ------
-    InputError
-        If the driver sees other rows than the executors wrote; nothing is written.
-    """
-    location = run.spark(name)
-    files, seen = {}, 0
-    for m in members:
-        part = workdir.join(location, f"{NIGHT}={m.tag}")
-        if run.shared_is_local:
-            found = sorted(str(p) for p in workdir.local_path(part).glob("*.parquet"))
-        else:
-            found = workdir.copy_to_local(spark, part, run.local(name) / m.tag)
-        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in found)
-        if expected is not None and rows != expected[m.tag]:
-            raise InputError(f"night {m.night:%Y-%m-%d}: "
-                             + _not_shared(run, f"{expected[m.tag]} staged rows ({name})", rows))
-        files[m.tag] = found
-        seen += rows
-    if seen != expected_total:
-        where = ", ".join(f"{m.night:%Y-%m-%d}" for m in members)
-        raise InputError(f"night {where}: " + _not_shared(run, f"{expected_total} staged rows ({name})", seen))
-    return files
-
-
-def _prepare(m, names):
-    """Builders' per-night state: the night's row groups (cutout pointers), its objects."""
-    for name in names:
-        BUILDERS[name].reset(m.files.row_groups)
-    BUILDERS["statistics"].objects = m.counts["objects"]
-
-
-def _from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress):
-    """The embedded store: Spark stages the group in the work directory (``run``, the group's
-    ``_Staging``; per night, at most MERGE_FILES files, each sorted), the driver merges each
-    night's files into one key order and writes every table, night by night; the history is
-    staged while the driver writes the alert tables. A generator: it pauses once the alerts
-    are staged (the Spark phase that matters to the next group is done)."""
-    spark = valid.sparkSession
-    max_files = merge.MERGE_FILES
-    names = [b.kind for b in alert_builders + history_builders]
-
-    def stage_history():
-        t1 = time.time()
-        frames = history_frame(config, valid, history_builders, keep=[NIGHT])
-        if frames is None:
-            return None
-        entries, rejected, types, sort_by = frames
-        for m in members:
-            if m.summary["history"]["rejected"]:
-                m.summary["history"]["rejects_file"] = _set_aside(
-                    spark, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT), m.run.spark("rejects_history"),
-                    m.summary["history"]["rejected"], "history entries", run)
-        total = stage(entries, run.spark("history"), sort_by, max_files, partition=NIGHT)
-        files = _staged_files(spark, run, "history", members, total)
-        for m in members:
-            m.summary["history"]["staged"] = sum(pq.ParquetFile(f).metadata.num_rows for f in files[m.tag])
-            m.summary["seconds"]["history_staging"] = round(time.time() - t1, 2)
-        log.info("history staged (%d entries) in %.1f s", total, time.time() - t1)
-        return files, types, sort_by
-
-    with ThreadPoolExecutor(max_workers=1) as spark_thread:
-        history_staged = spark_thread.submit(stage_history) if history_builders else None
-        if alert_builders:
-            t1 = time.time()
-            frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT])
-            total = stage(frame, run.spark("alerts"), sort_by, max_files, partition=NIGHT)
-            files = _staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
-            log.info("%d alerts staged (%d columns) in %.1f s", total, len(types), time.time() - t1)
-            yield  # the Spark phase is done (the history's goes on): the next group's may start
-            for m in members:
-                m.summary["seconds"]["staging"] = round(time.time() - t1, 2)
-                _prepare(m, names)
-                _record(m.summary, write_staged(store, alert_builders, files[m.tag], types, config, m.night, sort_by,
-                                                progress))
-                if history_staged is None:
-                    _complete(m, t0, on_night)
-        else:
-            yield
-        if history_staged is not None:
-            staged = history_staged.result()
-            for m in members:
-                if staged is not None:
-                    files, types, sort_by = staged
-                    _prepare(m, names)
-                    _record(m.summary, write_staged(store, history_builders, files[m.tag], types, config, m.night,
-                                                    sort_by))  # history entries: not counted as alerts
-                _complete(m, t0, on_night)
-
-
-def _from_executors(config, store, valid, alert_builders, history_builders, members, t0, on_night):
-    """HBase: the executors write every table straight from the group's partitions (counted
-    per night); nothing is staged and the driver reads no row (it gathers counts, and writes
-    each night's statistics row)."""
-    names = [b.kind for b in alert_builders + history_builders]
-    t1 = time.time()
-    if alert_builders:
-        frame, types, _ = alert_frame(config, valid, alert_builders, keep=[NIGHT])
-        stats = [b for b in alert_builders if b.kind == "statistics"]
-        profiles = profile_by(frame, NIGHT, stats[0].counted(config.survey) if stats else ())
-        remote = [b for b in alert_builders if b.kind != "statistics"]
-        by_night = {m.tag: writers(store, remote, config, types, profiles.get(m.tag, (0, set(), {}))[1])
-                    for m in members}
-        write_from_executors(store, by_night, frame, config, night_column=NIGHT)
-        for m in members:
-            _record(m.summary, by_night[m.tag])
-            if stats:
-                rows, present, by_value = profiles.get(m.tag, (0, set(), {}))
-                _prepare(m, names)
-                stats[0].add(rows, by_value, config.survey)
-                here = writers(store, stats, config, types, present)
-                drive(here, [], config, m.night)
-                _record(m.summary, here)
-    if history_builders:
-        frames = history_frame(config, valid, history_builders, keep=[NIGHT])
-        if frames is not None:
-            entries, rejected, types, sort_by = frames
-            for m in members:
-                if m.summary["history"]["rejected"]:
-                    m.summary["history"]["rejects_file"] = _set_aside(
-                        valid.sparkSession, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT),
-                        m.run.spark("rejects_history"), m.summary["history"]["rejected"], "history entries", m.run)
-            profiles = profile_by(entries, NIGHT)
-            by_night = {}
-            for m in members:
-                m.summary["history"]["staged"], present, _ = profiles.get(m.tag, (0, set(), {}))
-                by_night[m.tag] = writers(store, history_builders, config, types, present)
-            write_from_executors(store, by_night, entries, config, sort_by, night_column=NIGHT)
-            for m in members:
-                _record(m.summary, by_night[m.tag])
-    for m in members:
-        m.summary["seconds"]["executor_writes"] = round(time.time() - t1, 2)
-        _complete(m, t0, on_night)
-
-
-def _record(summary, table_writers):
-    for w in table_writers:
-        summary["rows_expected"][w.name] = w.expected
-        summary["rows_written"][w.name] = w.written
-        summary["rows_skipped"][w.name] = dict(w.skipped)
-        summary["seconds"][w.name] = round(w.seconds, 2)
-        notes = {k: v for k, v in w.notes.items() if v}
-        if notes:
-            summary["schema"][w.name] = notes
-        if w.store_seconds:
-            summary.setdefault("store_seconds", {})[w.name] = round(w.store_seconds, 2)
-        log.info("%s: %d of %d rows written (%.1f s encode + write)", w.name, w.written, w.expected, w.seconds)

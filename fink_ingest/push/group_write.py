@@ -1,0 +1,160 @@
+"""A group's write phase, night by night: the driver's (the embedded store: from the staged
+files, ``write.write_staged``) or the executors' (HBase: ``executors.write_from_executors``,
+nothing staged); then each night is reconciled and its summary written as it completes."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow.parquet as pq
+from pyspark.sql import functions as F
+
+from fink_ingest.push import merge
+from fink_ingest.push.checks import reconcile
+from fink_ingest.push.executors import write_from_executors
+from fink_ingest.push.stage import NIGHT, alert_frame, history_frame, profile_by, stage
+from fink_ingest.push.staging import set_aside, staged_files
+from fink_ingest.push.write import drive, write_staged, writers
+from fink_ingest.report import FILE_ONLY
+from fink_ingest.tables import BUILDERS
+
+log = logging.getLogger(__name__)
+
+
+def complete(m, t0, on_night):
+    """Reconcile a night's counts and write its summary (it is complete)."""
+    m.summary["seconds"]["total"] = round(time.time() - t0, 2)
+    m.summary["problems"] = reconcile(m.summary, m.files.footer_rows)
+    m.summary["ok"] = not m.summary["problems"]
+    for problem in m.summary["problems"]:
+        log.error("night %s: %s", m.summary["night"], problem, extra=FILE_ONLY)  # the summary prints them
+    (m.run.local / "summary.json").write_text(json.dumps(m.summary, indent=2))
+    m.done = True
+    if on_night is not None:
+        on_night(m.summary)
+
+
+def _prepare(m, names):
+    """Builders' per-night state: the night's row groups (cutout pointers), its objects."""
+    for name in names:
+        BUILDERS[name].reset(m.files.row_groups)
+    BUILDERS["statistics"].objects = m.counts["objects"]
+
+
+def from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress):
+    """The embedded store: Spark stages the group in the work directory (``run``, the group's
+    ``_Staging``; per night, at most MERGE_FILES files, each sorted), the driver merges each
+    night's files into one key order and writes every table, night by night; the history is
+    staged while the driver writes the alert tables. A generator: it pauses once the alerts
+    are staged (the Spark phase that matters to the next group is done)."""
+    spark = valid.sparkSession
+    max_files = merge.MERGE_FILES
+    names = [b.kind for b in alert_builders + history_builders]
+
+    def stage_history():
+        t1 = time.time()
+        frames = history_frame(config, valid, history_builders, keep=[NIGHT])
+        if frames is None:
+            return None
+        entries, rejected, types, sort_by = frames
+        for m in members:
+            if m.summary["history"]["rejected"]:
+                m.summary["history"]["rejects_file"] = set_aside(
+                    spark, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT), m.run.spark("rejects_history"),
+                    m.summary["history"]["rejected"], "history entries", run)
+        total = stage(entries, run.spark("history"), sort_by, max_files, partition=NIGHT)
+        files = staged_files(spark, run, "history", members, total)
+        for m in members:
+            m.summary["history"]["staged"] = sum(pq.ParquetFile(f).metadata.num_rows for f in files[m.tag])
+            m.summary["seconds"]["history_staging"] = round(time.time() - t1, 2)
+        log.info("history staged (%d entries) in %.1f s", total, time.time() - t1)
+        return files, types, sort_by
+
+    with ThreadPoolExecutor(max_workers=1) as spark_thread:
+        history_staged = spark_thread.submit(stage_history) if history_builders else None
+        if alert_builders:
+            t1 = time.time()
+            frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT])
+            total = stage(frame, run.spark("alerts"), sort_by, max_files, partition=NIGHT)
+            files = staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
+            log.info("%d alerts staged (%d columns) in %.1f s", total, len(types), time.time() - t1)
+            yield  # the Spark phase is done (the history's goes on): the next group's may start
+            for m in members:
+                m.summary["seconds"]["staging"] = round(time.time() - t1, 2)
+                _prepare(m, names)
+                record(m.summary, write_staged(store, alert_builders, files[m.tag], types, config, m.night, sort_by,
+                                                progress))
+                if history_staged is None:
+                    complete(m, t0, on_night)
+        else:
+            yield
+        if history_staged is not None:
+            staged = history_staged.result()
+            for m in members:
+                if staged is not None:
+                    files, types, sort_by = staged
+                    _prepare(m, names)
+                    record(m.summary, write_staged(store, history_builders, files[m.tag], types, config, m.night,
+                                                    sort_by))  # history entries: not counted as alerts
+                complete(m, t0, on_night)
+
+
+def from_executors(config, store, valid, alert_builders, history_builders, members, t0, on_night):
+    """HBase: the executors write every table straight from the group's partitions (counted
+    per night); nothing is staged and the driver reads no row (it gathers counts, and writes
+    each night's statistics row)."""
+    names = [b.kind for b in alert_builders + history_builders]
+    t1 = time.time()
+    if alert_builders:
+        frame, types, _ = alert_frame(config, valid, alert_builders, keep=[NIGHT])
+        stats = [b for b in alert_builders if b.kind == "statistics"]
+        profiles = profile_by(frame, NIGHT, stats[0].counted(config.survey) if stats else ())
+        remote = [b for b in alert_builders if b.kind != "statistics"]
+        by_night = {m.tag: writers(store, remote, config, types, profiles.get(m.tag, (0, set(), {}))[1])
+                    for m in members}
+        write_from_executors(store, by_night, frame, config, night_column=NIGHT)
+        for m in members:
+            record(m.summary, by_night[m.tag])
+            if stats:
+                rows, present, by_value = profiles.get(m.tag, (0, set(), {}))
+                _prepare(m, names)
+                stats[0].add(rows, by_value, config.survey)
+                here = writers(store, stats, config, types, present)
+                drive(here, [], config, m.night)
+                record(m.summary, here)
+    if history_builders:
+        frames = history_frame(config, valid, history_builders, keep=[NIGHT])
+        if frames is not None:
+            entries, rejected, types, sort_by = frames
+            for m in members:
+                if m.summary["history"]["rejected"]:
+                    m.summary["history"]["rejects_file"] = set_aside(
+                        valid.sparkSession, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT),
+                        m.run.spark("rejects_history"), m.summary["history"]["rejected"], "history entries", m.run)
+            profiles = profile_by(entries, NIGHT)
+            by_night = {}
+            for m in members:
+                m.summary["history"]["staged"], present, _ = profiles.get(m.tag, (0, set(), {}))
+                by_night[m.tag] = writers(store, history_builders, config, types, present)
+            write_from_executors(store, by_night, entries, config, sort_by, night_column=NIGHT)
+            for m in members:
+                record(m.summary, by_night[m.tag])
+    for m in members:
+        m.summary["seconds"]["executor_writes"] = round(time.time() - t1, 2)
+        complete(m, t0, on_night)
+
+
+def record(summary, table_writers):
+    for w in table_writers:
+        summary["rows_expected"][w.name] = w.expected
+        summary["rows_written"][w.name] = w.written
+        summary["rows_skipped"][w.name] = dict(w.skipped)
+        summary["seconds"][w.name] = round(w.seconds, 2)
+        notes = {k: v for k, v in w.notes.items() if v}
+        if notes:
+            summary["schema"][w.name] = notes
+        if w.store_seconds:
+            summary.setdefault("store_seconds", {})[w.name] = round(w.store_seconds, 2)
+        log.info("%s: %d of %d rows written (%.1f s encode + write)", w.name, w.written, w.expected, w.seconds)

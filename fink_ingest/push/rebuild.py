@@ -113,10 +113,13 @@ def stale_tables(store, config, kinds=None):
 
 
 def upgrade(spark, config, store, run_dir, nights=None, on_night=None):
-    """Bring every table written with another key layout to this version's, from the datalake.
+    """Bring the store to this version's tables, from the datalake: every table written with
+    another key layout, and every table this version writes that the store lacks (a store
+    with nights: its statistics table exists), e.g. an index added since.
 
-    The stale tables are dropped, then every night of the datalake is pushed for them (one
-    pass per night for all of them); tables already on this layout are not touched. Before
+    The stale tables are dropped, then every night of the datalake is pushed for them and for
+    the missing ones (one pass for all of them); tables already on this layout are not
+    touched. Before
     anything is dropped, the nights the store has statistics for must all be in the
     datalake: an upgrade never drops alerts it cannot write again.
 
@@ -140,12 +143,15 @@ def upgrade(spark, config, store, run_dir, nights=None, on_night=None):
         message names them (nothing is dropped).
     """
     stale = stale_tables(store, config)
-    if not stale:
+    stats = BUILDERS["statistics"]
+    stats_name = stats.table_name(config.table_prefix)
+    present = set(store.tables())
+    absent = [k for k, b in BUILDERS.items() if b.table_name(config.table_prefix) not in present] \
+        if stats_name in present else []
+    if not stale and not absent:
         return [], []
     if nights is None:
         nights = datalake.list_nights(spark, config.datalake)
-    stats = BUILDERS["statistics"]
-    stats_name = stats.table_name(config.table_prefix)
     known = stats.nights(store.table(stats_name)) if stats_name in store.tables() else []
     missing = sorted(set(known) - set(nights))
     if missing:
@@ -154,7 +160,7 @@ def upgrade(spark, config, store, run_dir, nights=None, on_night=None):
             f"upgrade refused: the store holds {len(missing)} night(s) missing from the datalake "
             f"{config.datalake} ({listed}); an upgrade rebuilds tables from the datalake and would lose them. "
             "Restore those partitions, or rebuild table by table with --rebuild TABLE --all-nights")
-    kinds = [k for k in BUILDERS if k in stale]
+    kinds = [k for k in BUILDERS if k in stale or k in absent]
     tables = _recreate(store, config, kinds, "bin/fink_push --upgrade")
     summaries, _ = push_nights(spark, config, store, nights, run_dir, kinds, rebuilding=True, on_night=on_night)
     _complete(tables, config, store)

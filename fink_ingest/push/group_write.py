@@ -73,22 +73,27 @@ def from_driver(config, store, valid, alert_builders, history_builders, members,
         return files, types, sort_by
 
     with ThreadPoolExecutor(max_workers=1) as spark_thread:
-        history_staged = spark_thread.submit(stage_history) if history_builders else None
+        history_staged = None
         if alert_builders:
             t1 = time.time()
             frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT])
             total = stage(frame, run.spark("alerts"), sort_by, max_files, partition=NIGHT)
             files = staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
-            log.info("%d alerts staged (%d columns) in %.1f s", total, len(types), time.time() - t1)
+            staging_s = round(time.time() - t1, 2)
+            log.info("%d alerts staged (%d columns) in %.1f s", total, len(types), staging_s)
+            # the history is staged while the driver writes the alert tables (both at once would
+            # share the cores with the alerts' staging and only delay the first write)
+            history_staged = spark_thread.submit(stage_history) if history_builders else None
             yield  # the Spark phase is done (the history's goes on): the next group's may start
             for m in members:
-                m.summary["seconds"]["staging"] = round(time.time() - t1, 2)
+                m.summary["seconds"]["staging"] = staging_s
                 _prepare(m, names)
                 record(m.summary, write_staged(store, alert_builders, files[m.tag], types, config, m.night, sort_by,
                                                 progress))
                 if history_staged is None:
                     complete(m, t0, on_night)
         else:
+            history_staged = spark_thread.submit(stage_history) if history_builders else None
             yield
         if history_staged is not None:
             staged = history_staged.result()

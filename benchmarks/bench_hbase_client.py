@@ -121,7 +121,7 @@ def main_plan(files, staged_types, config):
 
     builder = BUILDERS["main"]
     types = builder.cell_types(staged_types, config.survey)
-    write_types, _ = schemarow.reconcile({}, types, present_columns(files) | (set(types) - set(staged_types)))
+    write_types, _, _ = schemarow.reconcile({}, types, present_columns(files) | (set(types) - set(staged_types)))
     return [(builder, builder.table_name(config.table_prefix), write_types)]
 
 

@@ -64,7 +64,7 @@ def test_post_json_and_other_formats(client):
     ("/api/v1/conesearch?ra=10&dec=5&radius=-3", "radius"),
     ("/api/v1/conesearch?ra=ten&dec=5&radius=3", "ra"),
     ("/api/v1/conesearch?dec=5&radius=3", "ra"),
-    ("/api/v1/objects?objectId=ZTF_1", "objectId"),
+    ("/api/v1/cutouts?objectId=ZTF_1", "objectId"),
     ("/api/v1/objects?objectId=ZTF17aaaaitn&columns=i:nope", "columns"),
     ("/api/v1/objects?objectId=ZTF17aaaaitn&output-format=xls", "output-format"),
     ("/api/v1/latests?class=Nope", "class"),

@@ -194,7 +194,7 @@ def test_statistics_and_schema(reader, night):
     (lambda r: r.conesearch(400, 5, 1), "ra = 400"),
     (lambda r: r.conesearch(10, 5, 1, n=0), "n = 0"),
     (lambda r: r.latests("Not a class"), "class 'Not a class' is unknown"),
-    (lambda r: r.objects("ZTF17_bad"), "objectId 'ZTF17_bad'"),
+    (lambda r: r.cutout("ZTF17_bad"), "objectId 'ZTF17_bad'"),
     (lambda r: r.objects("ZTF17aaaaitn", columns=["i:nope"]), r"columns: \['i:nope'\] unknown"),
     (lambda r: r.date_window("2024-01-15", 0), "window = 0"),
     (lambda r: r.conesearch(10, 5, 5, window_days=1), "window: needs startdate"),
@@ -208,6 +208,7 @@ def test_bad_arguments_are_refused_by_name(reader, call, message):
 
 def test_unknown_object_is_empty(reader):
     assert reader.objects("ZTF99zzzzzzz").empty
+    assert reader.objects("ZTF17_bad").empty          # no alert can have this id: nothing found, as in Fink
     assert reader.cutout("ZTF99zzzzzzz") is None
 
 

@@ -225,16 +225,16 @@ def test_night_read_in_many_partitions_is_staged_in_at_most_merge_files(spark, d
     """However many partitions Spark reads a night in, the driver's single writer gets at most
     MERGE_FILES staged files, so the night is written in one key order; the tables are the
     same as without the cap."""
-    from fink_ingest.push import merge, night
+    from fink_ingest.push import group_write, merge
 
     staged = []
-    write_staged = night.write_staged
+    write_staged = group_write.write_staged
 
     def counting(store, builders, files, *args, **kwargs):
         staged.append((builders[0].kind, len(files)))
         return write_staged(store, builders, files, *args, **kwargs)
 
-    monkeypatch.setattr(night, "write_staged", counting)
+    monkeypatch.setattr(group_write, "write_staged", counting)
     tables = {}
     spark.conf.set("spark.sql.files.maxPartitionBytes", "200k")
     try:

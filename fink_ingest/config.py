@@ -62,6 +62,9 @@ class Survey:
         Stamp columns of the alerts.
     hosts : tuple of str
         Extragalactic-host labels of the classification rule.
+    values_only : tuple of str
+        Struct columns the read layer gives as a JSON list of their values, as Fink's API does
+        (``[columns] values_only``); stored with their field names.
     """
 
     name: str
@@ -93,6 +96,7 @@ class Survey:
     history_bucket_days: int
     cutout_columns: tuple
     hosts: tuple
+    values_only: tuple = ()
 
     @property
     def leaf(self):
@@ -244,6 +248,7 @@ def load_survey(name, schemas_dir=SCHEMAS_DIR):
             history_bucket_days=int(raw["history"]["bucket_days"]),
             cutout_columns=tuple(raw["cutouts"]["columns"]),
             hosts=tuple(raw["classification"]["extragalactic_hosts"]),
+            values_only=tuple(col.get("values_only", ())),
         )
         if not 1 <= survey.time_buckets <= 256:
             raise ConfigError(f"{path}: index.time_buckets = {survey.time_buckets}; expected 1..256")

@@ -280,7 +280,11 @@ def test_anomaly(client):
     for fmt, col in (("csv", "d:anomaly_score"), ("parquet", "d:anomaly_score"), ("votable", "d_anomaly_score")):
         assert np.allclose(top["d:anomaly_score"], table(client, "anomaly", **{"output-format": fmt})[col]), fmt
     features = top["d:lc_features_g"].dropna()
-    assert len(features) and all(isinstance(json.loads(x), dict) for x in features)   # JSON text, as Fink sends
+    # JSON text of the list of the struct's values, as Fink sends them (its test_feature_array)
+    lists = [json.loads(x) for x in features]
+    assert len(lists) and all(isinstance(v, list) for v in lists)
+    assert all(len(v) > 10 for v in lists)       # every feature of the alert's struct (layouts differ)
+    assert all(v is None or isinstance(v, (int, float)) for x in lists for v in x)
 
 
 def test_resolver(client):

@@ -252,9 +252,9 @@ class ReaderBase:
         keys = rowkeys.parse_many(BUILDERS[kind].key, [k for k, _ in rows])
         data = {self._oid(): keys["object"], self._jd(): keys["time"], self._alert_id(): keys["alert"]}
         if cells is True:
-            data.update(decode_columns(rows, self.types(kind)))
+            data.update(decode_columns(rows, self.types(kind), values_only=self.survey.values_only))
         elif cells:
-            data.update(decode_columns(rows, self.types(kind), cells))
+            data.update(decode_columns(rows, self.types(kind), cells, values_only=self.survey.values_only))
         return pd.DataFrame(data, index=range(len(rows)), columns=list(data)), keys
 
     def _index_cells(self, kind, columns):
@@ -283,7 +283,7 @@ class ReaderBase:
         if len(rows) != len(keys):   # an index row without its main row: keep the frame's order
             found = dict(rows)
             rows = [(k.encode(), found.get(k.encode(), {})) for k in keys]
-        return decode_columns(rows, types, names)
+        return decode_columns(rows, types, names, values_only=self.survey.values_only)
 
     def _main_rows(self, frame, columns=None):
         """``_main_columns`` as a DataFrame (index 0..n-1)."""

@@ -1,6 +1,8 @@
 """Decoding store rows into DataFrames, and dates into Julian Dates."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from fink_ingest import cells as cellcodec
@@ -48,7 +50,7 @@ def history_entries(rows, types, oid_column, object_of):
     return frame
 
 
-def decode_columns(rows, types, columns=None):
+def decode_columns(rows, types, columns=None, values_only=()):
     """Decode ``(key, cells)`` rows column by column.
 
     Parameters
@@ -58,6 +60,9 @@ def decode_columns(rows, types, columns=None):
         Schema-row types, ``family:qualifier`` -> type name.
     columns : list of str, optional
         Columns to return, in this order; default every column present.
+    values_only : collection of str
+        Struct columns given as the list of their values, in field order, as Fink's API gives
+        them (``Survey.values_only``; JSON text over HTTP), instead of a dict.
 
     Returns
     -------
@@ -87,7 +92,23 @@ def decode_columns(rows, types, columns=None):
         if type_name is None:
             raise QueryError(f"column {name!r} has cells but no type in the schema row")
         data[name] = cellcodec.decode_column(raw, type_name)
+        if name in values_only:
+            data[name] = [_values_of(v) for v in data[name]]
     return data
+
+
+def _values_of(value):
+    """A struct (dict, or the JSON text of an object) -> the list of its values in field order
+    (JSON text if given text); other values as they are."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    return json.dumps(list(parsed.values())) if isinstance(parsed, dict) else value
 
 
 def decode_rows(rows, types, columns=None):

@@ -78,7 +78,7 @@ class ObjectQueries(ReaderBase):
         rows = []
         for oid in ids:
             rows.extend(self._scan(main, prefix=rowkeys.prefix(oid), columns=want))
-        data = decode_columns(rows, types, [c for c in stored if c in types])
+        data = decode_columns(rows, types, [c for c in stored if c in types], values_only=self.survey.values_only)
         data.update(derived.compute(data, names, self.survey, self.survey.hosts))
         frame = pd.DataFrame(data, columns=list(data))
         if kinds:

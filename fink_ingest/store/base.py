@@ -88,6 +88,17 @@ class Table(abc.ABC):
         """Second half of ``put_arrow``: write what ``prepare_arrow`` returned; returns rows."""
         return self.put_arrow(*prepared)
 
+    def write_run(self, prepared):
+        """Write several ``prepare_arrow`` results (a list) as one run; returns rows.
+
+        A writer whose rows do not come in key order (an index keyed by time, pixel or class
+        while the night is read by objectId) hands them over in runs, so that a backend whose
+        files are sorted (the embedded store's B-tree) can write each run in key order, as
+        HBase writes a sorted file from its memstore. Rows of one key keep the order given
+        (the later one is put last). The default writes the parts one after the other.
+        """
+        return sum(self.write_prepared(p) for p in prepared)
+
     @abc.abstractmethod
     def row(self, key, columns=None):
         """Cells of one row as dict of bytes to bytes; empty dict if the row does not exist."""

@@ -132,6 +132,13 @@ class TableBuilder:
     merges = False  # rows are united with the stored ones (``merge_stored``) before a put
     compression = None  # the embedded store's codec for the table (store/rows.py): None (LZ4), "zstd", "dict"
 
+    @property
+    def follows_staged_order(self):
+        """True if rows come in this table's key order when the staged rows are read in
+        theirs (object, then time): keys that start with the object id. The push writes
+        other tables' rows in sorted runs (``Table.write_run``)."""
+        return self.key[:1] == ("object",)
+
     def table_name(self, table_prefix):
         """Store table name: ``<prefix>.<kind>``."""
         return f"{table_prefix}.{self.kind}"

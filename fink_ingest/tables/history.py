@@ -64,6 +64,8 @@ def _json_tokens(values):
     t = values.type
     if pa.types.is_floating(t):
         text = pc.cast(values, pa.string())  # shortest text that reads back the same value
+        if pc.all(pc.fill_null(pc.is_finite(values), True)).as_py():
+            return pc.fill_null(text, "null")  # the usual case: one pass, not three
         for bad, token in ((pc.is_nan(values), '"NaN"'), (pc.equal(values, math.inf), '"Infinity"'),
                            (pc.equal(values, -math.inf), '"-Infinity"')):
             text = pc.if_else(pc.fill_null(bad, False), token, text)
@@ -228,16 +230,18 @@ class HistoryTable(TableBuilder):
                 batch = batch.filter(pa.concat_arrays([pa.array([True]), pc.invert(same)]))
                 n = batch.num_rows
         bucket = bucket_start(pc.cast(column(batch, f"{fam}:jd"), pa.float64()), survey.history_bucket_days)
-        keys = rowkeys.make(self.key, {"object": column(batch, OBJECT), "bucket": bucket}, survey)
-        if n > 1:
-            starts = pc.indices_nonzero(pa.concat_arrays(
-                [pa.array([True]), pc.not_equal(keys.slice(1), keys.slice(0, n - 1))]))
+        obj = column(batch, OBJECT)
+        if n > 1:  # a packed row starts where the object or the bucket changes (keys made for those only)
+            change = pc.or_(pc.not_equal(obj.slice(1), obj.slice(0, n - 1)),
+                            pc.not_equal(bucket.slice(1), bucket.slice(0, n - 1)))
+            starts = pc.indices_nonzero(pa.concat_arrays([pa.array([True]), pc.fill_null(change, True)]))
         else:
             starts = pa.array(range(n), pa.uint64())
+        keys = rowkeys.make(self.key, {"object": pc.take(obj, starts), "bucket": pc.take(bucket, starts)}, survey)
         offsets = pa.concat_arrays([pc.cast(starts, pa.int32()), pa.array([n], pa.int32())])
         cells = {name: json_array(column(batch, name), offsets)
                  for name in self.cell_names(survey) if name in batch.schema.names}
-        return Rows(keys=pc.take(keys, starts), cells=cells, expected=len(starts))
+        return Rows(keys=keys, cells=cells, expected=len(starts))
 
     def merge_stored(self, table, rows, survey):
         """Unite ``rows`` with the rows ``table`` already holds under the same keys.

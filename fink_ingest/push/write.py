@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 PREPARE_THREADS = 2
 # A progress line in the log every this many rows.
 PROGRESS_ROWS = 100_000
-# Prepared batches a table's writer thread may have waiting, on average (bounds memory).
+# Prepared batches per table the writer thread may have waiting, on average (bounds memory).
 WRITES_IN_FLIGHT = 2
 # Rows of a table whose keys do not follow the staged order (time, sky, class... indexes)
 # gathered before they are written as one sorted run (``Table.write_run``); bounds memory

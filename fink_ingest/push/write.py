@@ -205,13 +205,17 @@ def drive(writers, files, config, night, sort_by=None, progress=None):
                 hand_over(pending.popleft())
         while in_flight:
             in_flight.popleft().result()
+        for w in writers:  # the summary rows and the last runs, from the same thread and connections
+            writer.submit(_finish, w, night, survey).result()
     finally:
         writer.shutdown(wait=True, cancel_futures=True)
-    for w in writers:
-        rows = w.builder.finish(night, survey)
-        if rows is not None:
-            w.write(w.prepare(rows))
-        w.flush()
+
+
+def _finish(w, night, survey):
+    rows = w.builder.finish(night, survey)
+    if rows is not None:
+        w.write(w.prepare(rows))
+    w.flush()
 
 
 class _TableWriter:

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
 from fink_ingest.push import merge
 from fink_ingest.push.checks import reconcile
 from fink_ingest.push.executors import write_from_executors
-from fink_ingest.push.stage import NIGHT, alert_frame, history_frame, profile_by, stage
+from fink_ingest.push.stage import HISTORY, NIGHT, alert_frame, history_frame, history_types, profile_by, stage
 from fink_ingest.push.staging import set_aside, staged_files
 from fink_ingest.push.write import drive, write_staged, writers
 from fink_ingest.report import FILE_ONLY
@@ -45,65 +43,44 @@ def _prepare(m, names):
 
 def from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress):
     """The embedded store: Spark stages the group in the work directory (``run``, the group's
-    ``_Staging``; per night, at most MERGE_FILES files, each sorted), the driver merges each
-    night's files into one key order and writes every table, night by night; the history is
-    staged while the driver writes the alert tables. A generator: it pauses once the alerts
-    are staged (the Spark phase that matters to the next group is done)."""
+    ``_Staging``; per night, at most MERGE_FILES files, each sorted), each alert with its kept
+    history entries; the driver merges each night's files into one key order and writes every
+    table from them, history tables included, night by night. A generator: it pauses once the
+    group is staged (the Spark phase that matters to the next group is done)."""
     spark = valid.sparkSession
-    max_files = merge.MERGE_FILES
     names = [b.kind for b in alert_builders + history_builders]
-
-    def stage_history():
-        t1 = time.time()
-        frames = history_frame(config, valid, history_builders, keep=[NIGHT])
-        if frames is None:
-            return None
-        entries, rejected, types, sort_by = frames
+    t1 = time.time()
+    frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT], history_builders=history_builders)
+    with_history = HISTORY in frame.columns
+    builders = alert_builders + (history_builders if with_history else [])
+    if not builders:  # only history tables, of nights without a history column: nothing to write
+        yield
+        for m in members:
+            complete(m, t0, on_night)
+        return
+    total = stage(frame, run.spark("alerts"), sort_by, merge.MERGE_FILES, partition=NIGHT)
+    files = staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
+    staging_s = round(time.time() - t1, 2)
+    log.info("%d alerts staged (%d columns%s) in %.1f s", total, len(types), ", with their history" if with_history
+             else "", staging_s)
+    if with_history:  # entries without a valid time, set aside with their reason (rare: a Spark job then)
+        rejected = history_frame(config, valid, history_builders, keep=[NIGHT])[1]
         for m in members:
             if m.summary["history"]["rejected"]:
                 m.summary["history"]["rejects_file"] = set_aside(
                     spark, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT), m.run.spark("rejects_history"),
                     m.summary["history"]["rejected"], "history entries", run)
-        total = stage(entries, run.spark("history"), sort_by, max_files, partition=NIGHT)
-        files = staged_files(spark, run, "history", members, total)
-        for m in members:
-            m.summary["history"]["staged"] = sum(pq.ParquetFile(f).metadata.num_rows for f in files[m.tag])
-            m.summary["seconds"]["history_staging"] = round(time.time() - t1, 2)
-        log.info("history staged (%d entries) in %.1f s", total, time.time() - t1)
-        return files, types, sort_by
-
-    with ThreadPoolExecutor(max_workers=1) as spark_thread:
-        history_staged = None
-        if alert_builders:
-            t1 = time.time()
-            frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT])
-            total = stage(frame, run.spark("alerts"), sort_by, max_files, partition=NIGHT)
-            files = staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
-            staging_s = round(time.time() - t1, 2)
-            log.info("%d alerts staged (%d columns) in %.1f s", total, len(types), staging_s)
-            # the history is staged while the driver writes the alert tables (both at once would
-            # share the cores with the alerts' staging and only delay the first write)
-            history_staged = spark_thread.submit(stage_history) if history_builders else None
-            yield  # the Spark phase is done (the history's goes on): the next group's may start
-            for m in members:
-                m.summary["seconds"]["staging"] = staging_s
-                _prepare(m, names)
-                record(m.summary, write_staged(store, alert_builders, files[m.tag], types, config, m.night, sort_by,
-                                                progress))
-                if history_staged is None:
-                    complete(m, t0, on_night)
-        else:
-            history_staged = spark_thread.submit(stage_history) if history_builders else None
-            yield
-        if history_staged is not None:
-            staged = history_staged.result()
-            for m in members:
-                if staged is not None:
-                    files, types, sort_by = staged
-                    _prepare(m, names)
-                    record(m.summary, write_staged(store, history_builders, files[m.tag], types, config, m.night,
-                                                    sort_by))  # history entries: not counted as alerts
-                complete(m, t0, on_night)
+    yield  # the Spark phase is done: the next group's may start
+    entry_types = history_types(valid, config.survey)
+    for m in members:
+        m.summary["seconds"]["staging"] = staging_s
+        _prepare(m, names)
+        counts = {}
+        record(m.summary, write_staged(store, builders, files[m.tag], types, config, m.night, sort_by, progress,
+                                        entry_types, counts))
+        if with_history:
+            m.summary["history"]["staged"] = counts.get("history_entries", 0)
+        complete(m, t0, on_night)
 
 
 def from_executors(config, store, valid, alert_builders, history_builders, members, t0, on_night):

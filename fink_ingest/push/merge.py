@@ -11,8 +11,9 @@ import queue
 import threading
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from fink_ingest.tables.base import sort_indices
 
 # Read buffer of each column of a staged file being read (``staged_file``).
 STAGE_READ_BUFFER = 64 * 1024
@@ -24,7 +25,8 @@ MERGE_FILES = 8
 
 
 def present_columns(files):
-    """Columns of staged parquet files with at least one non-null value (from footers)."""
+    """Columns of staged parquet files with at least one non-null value (from footers; a
+    nested leaf by its path, e.g. ``__history.list.element.jd``)."""
     present = set()
     for path in files:
         meta = pq.ParquetFile(path).metadata
@@ -33,7 +35,8 @@ def present_columns(files):
             for c in range(group.num_columns):
                 col = group.column(c)
                 stats = col.statistics
-                if stats is None or not stats.has_null_count or stats.null_count < group.num_rows:
+                # values of the column chunk, not rows: a nested leaf holds several a row
+                if stats is None or not stats.has_null_count or stats.null_count < col.num_values:
                     present.add(col.path_in_schema)
     return present
 
@@ -106,7 +109,7 @@ def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False):
                     buffers[i] = buffers[i].slice(n)
                     refill(i)
             merged = pa.concat_tables(pieces, promote_options="permissive")
-            ordered = _Ordered(merged, _sort_indices(merged.select(sort_by), sort_by))
+            ordered = _Ordered(merged, sort_indices(merged.select(sort_by), sort_by))
             yield ordered if lazy else ordered.materialise()
 
 
@@ -155,14 +158,6 @@ def put_batches(ordered, put_rows):
                 parts, count = [], 0
     if parts:
         yield _Pieces(parts)
-
-
-def _sort_indices(table, columns):
-    """Indices sorting a table by columns, ascending, nulls first (as Spark sorts)."""
-    try:  # pyarrow >= 21: null placement per sort key
-        return pc.sort_indices(table, sort_keys=[(c, "ascending", "at_start") for c in columns])
-    except (TypeError, ValueError, pa.ArrowInvalid):
-        return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns], null_placement="at_start")
 
 
 def _sort_key(values):

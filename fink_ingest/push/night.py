@@ -14,9 +14,9 @@ is one night. For each group:
    pushed again without it (writes are idempotent).
 3. Count and validate in one Spark job, per night; rows with a ``reason`` go to the night's
    ``rejects/``; duplicate alert ids are dropped within a night.
-4. Stage the group once (``stage``, partitioned by night), then write every table night by
-   night from the same batches (``write``); the history is staged while the driver writes the
-   alert tables. With HBase the executors write instead, from the group's own partitions.
+4. Stage the group once (``stage``, partitioned by night; each alert with its kept history
+   entries), then write every table night by night from the same batches (``write``). With
+   HBase the executors write instead, from the group's own partitions.
 5. Reconcile each night's counts (``checks.reconcile``) and write its summary as it completes.
 """
 from __future__ import annotations

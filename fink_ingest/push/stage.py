@@ -2,12 +2,14 @@
 
 The night is projected once (``alert_frame``): the union of the columns every table needs
 (named ``family:qualifier`` for cells, ``__name`` for helper columns: the class of Fink's
-rule, the time-index salt, each alert's datalake file and row). History entries
-(``prv_candidates``) are exploded, checked and kept apart (``history_frame``). When the driver
-writes (the embedded store), each frame is staged (``stage``): parquet files in the work
-directory, each sorted by the row key's first columns, which the driver merges into one key
-order. When the executors write (HBase), nothing is staged: they write from the frames' own
-partitions.
+rule, the time-index salt, each alert's datalake file and row) and, for the history tables,
+each alert's history entries (``prv_candidates``) as one nested column (``HISTORY``): the
+entries some history table keeps, with a valid time, their fields converted as cells are.
+When the driver writes (the embedded store), the frame is staged (``stage``): parquet files
+in the work directory, each sorted by the row key's first columns, which the driver merges
+into one key order and from which it derives every table, the history ones included. When
+the executors write (HBase), nothing is staged: they write from the frame's own partitions,
+the history exploded one entry per row (``history_frame``).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from fink_ingest.tables.base import (DERIVED_CLASS, FILE, FILE_ROW, HAS_STAMP, S
 log = logging.getLogger(__name__)
 # Helper column of a group of nights pushed together: the night (YYYYMMDD) of an alert's file.
 NIGHT = "__night"
+# Staged column of each alert's kept history entries: list<struct<field...>> (``alert_frame``).
+HISTORY = "__history"
 # Row groups of staged files (Spark's parquet.block.size; the writer streams them through
 # ``merge.staged_file``). Staged files are written once and read once on this machine:
 # uncompressed (compression costs CPU only).
@@ -61,26 +65,76 @@ def at_most(frame, max_files):
     return frame
 
 
-def alert_frame(config, valid, builders, keep=()):
+def alert_frame(config, valid, builders, keep=(), history_builders=()):
     """The night's alerts as the alert-source builders need them (not written), plus the
-    columns of ``valid`` named in ``keep`` (e.g. ``NIGHT``).
+    columns of ``valid`` named in ``keep`` (e.g. ``NIGHT``) and, given history builders and a
+    night with a history column, each alert's kept history entries (``HISTORY``, see
+    ``history_entries``) with the key columns they are sorted by.
 
     Returns
     -------
     (pyspark.sql.DataFrame, dict of str to str, list of str)
         One column per name the builders ask for (``family:qualifier`` cells, ``__name``
-        helpers), their types, and the key columns the rows sort by (objectId, jd, candid).
+        helpers), their types (``HISTORY`` left out: see ``history_types``), and the key
+        columns the rows sort by (objectId, jd, candid).
     """
     survey = config.survey
     available, rule_exprs = available_columns(valid, survey)
     available[DERIVED_CLASS] = (class_column({r: f"__in_{r}" for r in rule_exprs}, survey.hosts), "string")
     wanted = list(dict.fromkeys(n for b in builders for n in b.stage(available, survey)))
+    history = history_entries(config, valid, history_builders) if history_builders else None
+    if history is not None:  # the history tables' rows follow the alerts' key order
+        wanted = list(dict.fromkeys(wanted + [c for c in alert_key_inputs(survey) if c in available]))
     frame = valid
     if DERIVED_CLASS in wanted:  # rule inputs as plain columns, so the rule reads flattened names
         frame = frame.select("*", *[expr.alias(f"__in_{r}") for r, expr in rule_exprs.items()])
-    staged = frame.select(*[available[n][0].alias(n) for n in wanted], *[F.col(f"`{k}`") for k in keep])
+    staged = frame.select(*[available[n][0].alias(n) for n in wanted],
+                          *([history.alias(HISTORY)] if history is not None else []),
+                          *[F.col(f"`{k}`") for k in keep])
     sort_by = [c for c in alert_key_inputs(survey) if c in wanted]  # the main table's key order
     return staged, {n: available[n][1] for n in wanted}, sort_by
+
+
+def _history_fields(valid, survey):
+    """The history's entry type and the survey's history fields it has (None: no history)."""
+    if survey.history_column not in valid.schema.names:
+        return None, []
+    element = valid.schema[survey.history_column].dataType.elementType
+    return element, [f for f in survey.history_fields if f in element.names]
+
+
+def history_types(valid, survey):
+    """Types of the history fields as staged (dict ``family:field`` -> type name; empty
+    without a history column)."""
+    element, fields = _history_fields(valid, survey)
+    return {f"{survey.original_family}:{f}": type_name(element[f].dataType) for f in fields}
+
+
+def _kept_entry(entry, builders, survey):
+    """Spark condition on one history entry (a struct column): some history table keeps it."""
+    kept = F.lit(False)
+    for table in builders:
+        kept = kept | table.spark_filter(survey, entry.getField)
+    return kept
+
+
+def history_entries(config, valid, builders):
+    """Each alert's history entries that some history builder keeps and that have a valid
+    time, as a Spark column ``list<struct<field...>>`` (the survey's history fields, values
+    converted as cells are); None if the night has no history column. Entries without a
+    valid time are counted by the push and set aside by ``history_frame``."""
+    survey = config.survey
+    element, fields = _history_fields(valid, survey)
+    if element is None:
+        return None
+
+    def entry(h):
+        return F.struct(*[cell_value(h.getField(f), element[f].dataType).alias(f) for f in fields])
+
+    def kept(h):
+        return ~datalake.bad_time(h.getField("jd"), survey) & _kept_entry(h, builders, survey)
+
+    return F.transform(F.filter(F.col(f"`{survey.history_column}`"), kept), entry)
 
 
 def history_frame(config, valid, builders, keep=()):
@@ -95,10 +149,9 @@ def history_frame(config, valid, builders, keep=()):
         the sort columns (objectId, jd, candid); None if the night has no history column.
     """
     survey = config.survey
-    if survey.history_column not in valid.schema.names:
+    element, fields = _history_fields(valid, survey)
+    if element is None:
         return None
-    element = valid.schema[survey.history_column].dataType.elementType
-    fields = [f for f in survey.history_fields if f in element.names]
     fam = survey.original_family
     oid = datalake.column_of(survey.object_id)
     exploded = valid.select(oid.alias(history_tables.OBJECT), *[F.col(f"`{k}`") for k in keep],
@@ -108,18 +161,17 @@ def history_frame(config, valid, builders, keep=()):
         dt = element[f].dataType
         cols.append(cell_value(F.col("__h").getField(f), dt).alias(f"{fam}:{f}"))
         types[f"{fam}:{f}"] = type_name(dt)
-    entries = exploded.select(*cols)
+    entries = exploded.select(*cols, F.col("__h"))
     jd = F.col(f"`{fam}:jd`")
     bad = datalake.bad_time(jd, survey)
     why = (F.when(jd.isNull() | F.isnan(jd), F.lit(f"history entry without {fam}:jd"))
            .otherwise(F.concat(F.lit(f"history entry {fam}:jd out of the survey's time range "
                                      f"[{survey.time_min}, {survey.time_max}): "), jd.cast("string"))))
-    kept = F.lit(False)  # only entries some history table keeps (the tables' rules, in Spark)
-    for table in builders:
-        kept = kept | table.spark_filter(survey)
+    kept = _kept_entry(F.col("__h"), builders, survey)  # only entries some history table keeps
     sort_by = [history_tables.OBJECT, f"{fam}:jd"] + ([f"{fam}:{survey.history_detection_id}"]
                                                       if survey.history_detection_id in fields else [])
-    return entries.filter(~bad & kept), entries.filter(bad).withColumn(datalake.REASON, why), types, sort_by
+    return (entries.filter(~bad & kept).drop("__h"), entries.filter(bad).drop("__h").withColumn(datalake.REASON, why),
+            types, sort_by)
 
 
 def stage(frame, location, sort_by, max_files=None, partition=None):

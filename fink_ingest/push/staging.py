@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class Staging:
-    """Where a group is staged: ``<run>/staging/<group>/<alerts|history>/__night=<YYYYMMDD>``
+    """Where a group is staged: ``<run>/staging/<group>/alerts/__night=<YYYYMMDD>``
     (a local copy under the run's local directory when the work directory is not local)."""
 
     run: workdir.RunDir

@@ -23,6 +23,8 @@ from fink_ingest import journal, schemarow
 from fink_ingest.errors import SchemaError
 from fink_ingest.push.merge import (merged_batches, present_columns, put_batches, read_ahead,
                                     staged_file, _Pieces)
+from fink_ingest.push.stage import HISTORY
+from fink_ingest.tables import history as history_tables
 from fink_ingest.tables.base import Rows
 
 log = logging.getLogger(__name__)
@@ -132,9 +134,11 @@ def settle(rows, types):
                 skipped=skipped, types=rows.types, expected=rows.expected)
 
 
-def drive(writers, files, config, night, sort_by=None, progress=None):
+def drive(writers, files, config, night, sort_by=None, progress=None, counts=None):
     """Write staged rows from this process (the embedded store's writer); with ``sort_by``
-    (the staged files' sort columns), in one global order.
+    (the staged files' sort columns), in one global order. History tables are written from
+    the same batches: each batch's ``HISTORY`` column flattened once (``history.entries``),
+    their count added to ``counts["history_entries"]`` (a dict, if given).
 
     A thread reads and merges the staged files; ``PREPARE_THREADS`` derive each table's rows
     from a batch and encode, pack and compress them (Arrow and zstd release the GIL); one
@@ -163,17 +167,22 @@ def drive(writers, files, config, night, sort_by=None, progress=None):
                 for start in range(0, batch.num_rows, config.put_rows):
                     yield batch.slice(start, config.put_rows)
 
+    from_history = any(w.builder.source == "history" for w in writers)
+
     def prepare(batch):
         if isinstance(batch, _Pieces):  # the merged order: rows copied here, off the merge thread
             batch = batch.materialise()
         if isinstance(batch, pa.Table):
             batch = batch.combine_chunks().to_batches()[0]
+        entries = history_tables.entries(batch, HISTORY, survey) \
+            if from_history and HISTORY in batch.schema.names else None
         out = []
         for w in writers:
-            rows = w.builder.rows(batch, survey)
+            source = entries if w.builder.source == "history" else batch
+            rows = w.builder.rows(source, survey) if source is not None else None
             if rows is not None:
                 out.append((w, w.prepare(rows)))
-        return out, batch.num_rows
+        return out, batch.num_rows, entries.num_rows if entries is not None else 0
 
     seen, next_report, t0 = 0, PROGRESS_ROWS, time.time()
     pending = collections.deque()
@@ -182,7 +191,9 @@ def drive(writers, files, config, night, sort_by=None, progress=None):
 
     def hand_over(prepared):
         nonlocal seen, next_report
-        results, rows = prepared.result()
+        results, rows, entries = prepared.result()
+        if counts is not None and entries:
+            counts["history_entries"] = counts.get("history_entries", 0) + entries
         for w, batch in results:
             in_flight.append(writer.submit(w.write, batch))
         while len(in_flight) > WRITES_IN_FLIGHT * len(writers):
@@ -350,13 +361,15 @@ def writers(store, builders, config, staged_types, present):
     return [_TableWriter(store, b, config, staged_types, present) for b in builders]
 
 
-def write_staged(store, builders, files, staged_types, config, night, sort_by=None, progress=None):
+def write_staged(store, builders, files, staged_types, config, night, sort_by=None, progress=None,
+                 history_types=None, counts=None):
     """Stream staged files into every builder's table from this process (the driver).
 
     Parameters
     ----------
     store : fink_ingest.store.base.Store
     builders : list of fink_ingest.tables.base.TableBuilder
+        Alert tables, and history tables (written from the staged ``HISTORY`` column).
     files : list of str
         Local staged parquet files (Spark's output, or local copies of it).
     staged_types : dict of str to str
@@ -368,6 +381,10 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
         (``merged_batches``).
     progress : callable, optional
         ``progress(rows)`` as staged rows are written.
+    history_types : dict of str to str, optional
+        Type of each history entry field (``stage.history_types``), for history builders.
+    counts : dict, optional
+        Receives ``history_entries``: the entries the history builders were given.
 
     Returns
     -------
@@ -379,6 +396,14 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
     SchemaError
         If a column's type cannot be reconciled with a table's schema row.
     """
-    table_writers = writers(store, builders, config, staged_types, present_columns(files))
-    drive(table_writers, files, config, night, sort_by=sort_by, progress=progress)
+    present = present_columns(files)
+    from_alerts = [b for b in builders if b.source != "history"]
+    from_history = [b for b in builders if b.source == "history"]
+    table_writers = writers(store, from_alerts, config, staged_types, present)
+    if from_history:
+        fields = {p.rsplit(".", 1)[-1] for p in present if p.startswith(f"{HISTORY}.")}
+        family = config.survey.original_family
+        table_writers += writers(store, from_history, config, history_types or {},
+                                 {f"{family}:{f}" for f in fields})
+    drive(table_writers, files, config, night, sort_by=sort_by, progress=progress, counts=counts)
     return table_writers

@@ -238,6 +238,15 @@ def alert_key_inputs(survey):
     return [f"{f}:{leaf['object_id']}", f"{f}:{leaf['time']}", f"{f}:{leaf['alert_id']}"]
 
 
+def sort_indices(table, columns):
+    """Indices sorting a pyarrow table by ``columns`` (list of str), ascending, nulls first
+    (as Spark sorts)."""
+    try:  # pyarrow >= 21: null placement per sort key
+        return pc.sort_indices(table, sort_keys=[(c, "ascending", "at_start") for c in columns])
+    except (TypeError, ValueError, pa.ArrowInvalid):
+        return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns], null_placement="at_start")
+
+
 def select(rows, mask):
     """Rows restricted to a boolean mask (pyarrow); the rows left out must be counted in
     ``skipped`` by the caller."""

@@ -24,15 +24,18 @@ Packed by 30 days, they take about a third of what they did (see ``benchmarks/RE
   several detections of an object (551 such pairs on the real night); keyed ``objectId_jd``
   alone, as in Fink, all but one were lost.
 
-Writing: Spark stages the night's entries one per row, sorted by objectId and time (no
-shuffle); each staged batch is packed here with Arrow compute (``rows``), and each packed row
-is united with the row already stored under its key (``merge_stored``: a later night's
-alerts carry entries of earlier buckets again, cut at their 30-day window; a bucket can also
+Writing: Spark stages each alert's kept entries with the alert, as one nested column
+(``push.stage.HISTORY``), in the alerts' key order; the driver flattens each staged batch
+into one entry per row sorted by objectId and time (``entries``: the alerts of an object are
+adjacent in that order), packs them with Arrow compute (``rows``), and unites each packed row
+with the row already stored under its key (``merge_stored``: a later night's alerts carry
+entries of earlier buckets again, cut at their 30-day window; an object's alerts can also
 straddle two staged batches). A row that gains nothing is not rewritten. Pushing nights in
 any order, again, or rebuilding, stores each entry once and never drops one. The merge reads
 the store, so rows of one key are written one after the other: the driver merges in its
-single writer thread; with executor writes, the write job repartitions the staged entries by
-objectId and sorts each task's share, so one task writes all of an object's rows in order.
+single writer thread; with executor writes, the history is exploded one entry per row in
+Spark and the write job repartitions the entries by objectId and sorts each task's share, so
+one task writes all of an object's rows in order.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from fink_ingest import rowkeys
-from fink_ingest.tables.base import Rows, TableBuilder, column
+from fink_ingest.tables.base import Rows, TableBuilder, column, sort_indices
 
 RB_MIN = 0.55      # ZTF real-bogus cut of Fink's science stream: rb >= 0.55
 NBAD_MAX = 0       # and nbad == 0 (bad pixels within 5x5 of the candidate)
@@ -56,6 +59,36 @@ def bucket_start(jd, days):
     """Start of the history bucket holding each ``jd`` (pyarrow float64 array): the Julian
     Date of the UTC midnight ``days * floor((jd - 0.5) / days)`` days after JD 0.5."""
     return pc.add(pc.multiply(pc.floor(pc.divide(pc.subtract(jd, 0.5), float(days))), float(days)), 0.5)
+
+
+def entries(batch, column_name, survey):
+    """The history entries of a staged batch of alerts, one per row.
+
+    Parameters
+    ----------
+    batch : pyarrow.RecordBatch or pyarrow.Table
+        Staged alerts, with the object id cell (``family:objectId``) and ``column_name``,
+        each alert's kept entries (``list<struct<field...>>``, ``push.stage.alert_frame``).
+    column_name : str
+    survey : fink_ingest.config.Survey
+
+    Returns
+    -------
+    pyarrow.RecordBatch
+        ``objectId`` and one ``family:field`` column per entry field, sorted by objectId,
+        ``jd`` and the detection id (nulls first): what ``HistoryTable.rows`` packs. Repeats
+        of an entry (from several alerts of one object) are adjacent.
+    """
+    fam = survey.original_family
+    lists = batch.column(column_name)
+    lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
+    flat = pc.list_flatten(lists)
+    objects = pc.take(batch.column(f"{fam}:{survey.leaf['object_id']}"), pc.list_parent_indices(lists))
+    table = pa.table({OBJECT: objects, **{f"{fam}:{f.name}": pc.struct_field(flat, f.name) for f in flat.type}})
+    order = [OBJECT, f"{fam}:jd"] + [n for n in (f"{fam}:{survey.history_detection_id}",) if n in table.column_names]
+    table = table.take(sort_indices(table, order)).combine_chunks()
+    batches = table.to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def _json_tokens(values):
@@ -193,14 +226,17 @@ class HistoryTable(TableBuilder):
         wanted = self.cell_names(survey)
         return {n: f"array<{t}>" for n, t in staged_types.items() if n in wanted}
 
-    def spark_filter(self, survey):
-        """``keep`` as a Spark column over staged history columns (``i:magpsf``...), so that
-        entries no history table keeps are not staged."""
-        raise NotImplementedError
+    def spark_filter(self, survey, field):
+        """``keep`` as a Spark condition on one history entry, so that entries no history
+        table keeps are not staged.
 
-    @staticmethod
-    def _field(survey):
-        return lambda name: F.col(f"`{survey.original_family}:{name}`")
+        Parameters
+        ----------
+        survey : fink_ingest.config.Survey
+        field : callable
+            ``field(name)`` -> the Spark column of the entry's field ``name`` (raw value).
+        """
+        raise NotImplementedError
 
     def night_keys(self, table, night, survey):
         """None: a packed row holds entries of many nights, and later nights' alerts carry
@@ -298,8 +334,8 @@ class UpperTable(HistoryTable):
     def keep(self, batch, survey):
         return pc.is_null(column(batch, f"{survey.original_family}:magpsf"))
 
-    def spark_filter(self, survey):
-        return self._field(survey)("magpsf").isNull()
+    def spark_filter(self, survey, field):
+        return field("magpsf").isNull()
 
 
 class BadQualityTable(HistoryTable):
@@ -319,7 +355,7 @@ class BadQualityTable(HistoryTable):
                              pc.equal(pc.cast(column(batch, f"{f}:nbad"), pa.int64()), NBAD_MAX))
         return pc.and_(detected, pc.invert(pc.fill_null(good, False)))
 
-    def spark_filter(self, survey):
-        f = self._field(survey)
+    def spark_filter(self, survey, field):
+        f = field
         good = (f("rb") >= RB_MIN) & (f("nbad") == NBAD_MAX)
         return f("magpsf").isNotNull() & ~F.coalesce(good, F.lit(False))

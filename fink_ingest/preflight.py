@@ -54,7 +54,7 @@ def preflight(store, config, kinds, rebuilding=False):
         another key layout or half rebuilt (``LayoutError``).
     """
     from fink_ingest.push import stale_tables
-    from fink_ingest.push.write import open_tables
+    from fink_ingest.push.checks import open_tables
     from fink_ingest.tables import BUILDERS
 
     check_java()

@@ -10,7 +10,7 @@ from fink_ingest import paths
 from fink_ingest.config import load_config
 from fink_ingest.errors import ConfigError, StoreError
 from fink_ingest.push import push_night
-from fink_ingest.push.write import open_tables
+from fink_ingest.push.checks import open_tables
 from fink_ingest.store import open_store
 from fink_ingest.store.hbase import codecs
 from fink_ingest.tables import BUILDERS

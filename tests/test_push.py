@@ -198,6 +198,36 @@ def test_staged_files_merge_into_one_key_order(tmp_path):
     assert pa.concat_tables(p.materialise() for p in puts).equals(merged)
 
 
+def test_the_writer_leaves_out_copies_of_an_alert_and_counts_objects(tmp_path):
+    """Copies of real alerts (a datalake file written twice) reach the driver's merge in
+    different staged files; in the key order each copy follows its alert, across put
+    batches too, and is left out once; objects are the night's distinct objectIds."""
+    from fink_ingest.push.merge import NightCounts, merged_batches, put_batches as _put_batches
+
+    night = pq.read_table(NIGHT_DIR, columns=["objectId", "candid", "candidate"])
+    t = pa.table({"objectId": night["objectId"], "jd": pc.struct_field(night["candidate"], "jd"),
+                  "candid": night["candid"]})
+    key = [("objectId", "ascending"), ("jd", "ascending"), ("candid", "ascending")]
+    copies = t.slice(100, 300)                       # 300 alerts written twice
+    files = []
+    for i, part in enumerate((t.slice(0, 500), t.slice(500), copies)):
+        files.append(str(tmp_path / f"{i}.parquet"))
+        pq.write_table(part.take(pc.sort_indices(part, sort_keys=key)), files[-1], row_group_size=41)
+    for put_rows in (7, 64, 5000):                   # copies straddle batch edges at 7 and 64 rows
+        counts = NightCounts("objectId", "candid")
+        kept = []
+        for batch in _put_batches(merged_batches(files, ["objectId", "jd", "candid"], batch_rows=90, lazy=True),
+                                  put_rows):
+            counts.see(batch)
+            table = batch.materialise()
+            assert table.num_rows == batch.num_rows
+            kept.append(table)
+        kept = pa.concat_tables(kept)
+        assert counts.duplicates == 300 and kept.num_rows == 849
+        assert sorted(kept["candid"].to_pylist()) == sorted(t["candid"].to_pylist())
+        assert counts.objects == len(set(t["objectId"].to_pylist())) == 846
+
+
 def test_a_staged_file_that_fails_while_merging_fails_the_write(tmp_path):
     """The staged files are read and merged in a thread of their own: rows come out in the
     merged order, and a file that breaks half-way raises in the writer, never ends the night

@@ -1,12 +1,13 @@
-"""Checks of a night: before it is read (the disk can hold it), and after it is written
-(counts reconcile, per table, and every reason a night is incomplete says what to do)."""
+"""Checks of a night: before it is read (every table it writes exists with the key layout
+it writes, ``open_tables``; the disk can hold it), and after it is written (counts reconcile,
+per table, and every reason a night is incomplete says what to do)."""
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
 
-from fink_ingest import workdir
+from fink_ingest import journal, schemarow, workdir
 from fink_ingest.errors import StoreError
 from fink_ingest.push.write import LOSSES
 
@@ -106,3 +107,49 @@ def reconcile(summary, footer_rows=None):
         problems.append(f"{history['rejected']} history entries without a valid time set aside in "
                         f"{history.get('rejects_file')}: correct them upstream and push the night again")
     return problems
+
+
+def open_tables(store, builders, config, rebuilding=False):
+    """Create or check every table a push will write, before the night is read.
+
+    Each table is created if missing, with the codec the store chooses for it
+    (``store.check_codecs``: on HBase the configured codecs, each tried first on a scratch
+    table), and its key layout checked and recorded in its schema row
+    (``schemarow.check_layout``): a codec the store refuses, a table written with another
+    layout, or one whose whole rebuild has not finished (``journal``) stops the push here, in
+    seconds, naming the setting or the command to run.
+
+    Parameters
+    ----------
+    store : fink_ingest.store.base.Store
+    builders : list of fink_ingest.tables.base.TableBuilder
+    config : fink_ingest.config.Config
+    rebuilding : bool
+        The push is part of a whole rebuild (its tables are in the journal, on purpose).
+
+    Returns
+    -------
+    dict of str to fink_ingest.store.base.Table
+        Builder kind -> table.
+
+    Raises
+    ------
+    LayoutError
+        If a table holds rows of another key layout, or is being rebuilt whole.
+    StoreError
+        If the store cannot use a table's codec (nothing is created).
+    """
+    survey = config.survey
+    pending = {} if rebuilding else journal.pending(store, config)
+    names = {b.table_name(config.table_prefix): b for b in builders}
+    # every codec tried first (HBase: on a scratch table), before any table is created
+    codecs = store.check_codecs(names, config)
+    out = {}
+    for name, b in names.items():
+        if b.kind in pending:
+            journal.check(store, config, b.kind, name)
+        families = b.families_for(survey)
+        table = store.ensure_table(name, families, codecs[name])
+        schemarow.check_layout(table, survey.schema_version, families[0], b.key_layout(survey), b.kind, write=True)
+        out[b.kind] = table
+    return out

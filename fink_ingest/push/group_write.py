@@ -41,24 +41,38 @@ def _prepare(m, names):
     BUILDERS["statistics"].objects = m.counts["objects"]
 
 
-def from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress):
+def from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress,
+                counted=None, unobserved=None):
     """The embedded store: Spark stages the group in the work directory (``run``, the group's
     ``_Staging``; per night, at most MERGE_FILES files, each sorted), each alert with its kept
     history entries; the driver merges each night's files into one key order and writes every
-    table from them, history tables included, night by night. A generator: it pauses once the
-    group is staged (the Spark phase that matters to the next group is done)."""
+    table from them, history tables included, night by night, leaving out the copies of an
+    alert it meets (``merge.NightCounts``). A generator: it pauses once the group is staged
+    (the Spark phase that matters to the next group is done).
+
+    ``counted``: called once the group is staged, when the nights' counts come with the
+    staging (an ``Observation`` on ``valid``; ``unobserved`` is the same frame without it, for
+    the jobs that follow); else each night's ``counts`` are known before.
+    """
     spark = valid.sparkSession
     names = [b.kind for b in alert_builders + history_builders]
     t1 = time.time()
-    frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT], history_builders=history_builders)
+    frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT], history_builders=history_builders,
+                                        keyed=True)
     with_history = HISTORY in frame.columns
     builders = alert_builders + (history_builders if with_history else [])
     if not builders:  # only history tables, of nights without a history column: nothing to write
+        if counted is not None:
+            frame.write.format("noop").mode("overwrite").save()  # the counts still come from one pass
+            counted()
         yield
         for m in members:
             complete(m, t0, on_night)
         return
     total = stage(frame, run.spark("alerts"), sort_by, merge.MERGE_FILES, partition=NIGHT)
+    if counted is not None:
+        counted()
+        valid = unobserved
     files = staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
     staging_s = round(time.time() - t1, 2)
     log.info("%d alerts staged (%d columns%s) in %.1f s", total, len(types), ", with their history" if with_history
@@ -80,6 +94,11 @@ def from_driver(config, store, valid, alert_builders, history_builders, members,
                                         entry_types, counts))
         if with_history:
             m.summary["history"]["staged"] = counts.get("history_entries", 0)
+        if counts.get("duplicates"):  # copies left out by the writer (``merge.NightCounts``)
+            m.summary["duplicates"] += counts["duplicates"]
+            m.summary["distinct_alerts"] -= counts["duplicates"]
+            log.warning("night %s: %d copies of an alert left out (one row per alert id)", m.summary["night"],
+                        counts["duplicates"])
         complete(m, t0, on_night)
 
 

@@ -11,6 +11,7 @@ import queue
 import threading
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fink_ingest.tables.base import sort_indices
@@ -130,15 +131,72 @@ class _Ordered:
 
 class _Pieces:
     """Consecutive slices (``_Ordered``, or tables already in order) making one put batch,
-    materialised as one table."""
+    materialised as one table (its rows kept by ``keep``, a boolean array, if set)."""
 
     def __init__(self, parts):
         self.parts = parts
         self.num_rows = sum(p.num_rows for p in parts)
+        self.keep = None
+
+    def column(self, name):
+        """One column of the batch, in order (pyarrow.Array), without materialising the rest."""
+        chunks = [p.table.column(name).take(p.order) if isinstance(p, _Ordered) else p.column(name)
+                  for p in self.parts]
+        return pa.chunked_array([c for chunked in chunks for c in chunked.chunks]).combine_chunks()
 
     def materialise(self):
         tables = [p.materialise() if isinstance(p, _Ordered) else p for p in self.parts]
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+        return table if self.keep is None else table.filter(self.keep)
+
+
+class NightCounts:
+    """What a night's merged key order tells as it passes, batch after batch (``see``):
+    distinct objects, and copies of an alert, dropped.
+
+    The key order (object id, time, alert id) puts the copies of an alert (a file written
+    twice into the datalake, an alert processed again) next to each other: a row whose alert
+    id is the one of the row before it is a copy, left out of every table and counted in
+    ``duplicates`` (Fink keeps one row per alert: ``candid`` is unique). Two rows of one alert
+    id with different object ids or times are not copies and are both kept.
+    """
+
+    def __init__(self, object_column, alert_column):
+        self.object_column, self.alert_column = object_column, alert_column
+        self.objects = 0
+        self.duplicates = 0
+        self._last = None  # (object id, alert id) of the last row seen
+
+    def see(self, pieces):
+        """Count a ``_Pieces`` (the next put batch in key order) and set its ``keep`` mask if
+        it holds copies."""
+        n = pieces.num_rows
+        if not n:
+            return
+        oid, aid = pieces.column(self.object_column), pieces.column(self.alert_column)
+        if self._last is None:
+            new_object = pa.concat_arrays([pa.array([True]), _differs(oid)])
+            copy = pa.concat_arrays([pa.array([False]), _same(aid)])
+        else:
+            new_object = _differs(pa.concat_arrays([pa.array([self._last[0]], oid.type), oid]))
+            copy = _same(pa.concat_arrays([pa.array([self._last[1]], aid.type), aid]))
+        self._last = (oid[n - 1].as_py(), aid[n - 1].as_py())
+        self.objects += int(pc.sum(new_object).as_py() or 0)
+        copies = int(pc.sum(copy).as_py() or 0)
+        if copies:
+            self.duplicates += copies
+            pieces.keep = pc.invert(copy)
+            pieces.num_rows = n - copies
+
+
+def _differs(values):
+    """Per row after the first: its value differs from the row before (nulls differ)."""
+    return pc.fill_null(pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)), True)
+
+
+def _same(values):
+    """Per row after the first: its value is the row before's (nulls never are)."""
+    return pc.fill_null(pc.equal(values.slice(1), values.slice(0, len(values) - 1)), False)
 
 
 def put_batches(ordered, put_rows):

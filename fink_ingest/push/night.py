@@ -7,13 +7,16 @@ another group, so that a night's cells never depend on which nights came with it
 of a group are each of its nights' own), and so do ``GROUP_BYTES`` of input. ``push_night``
 is one night. For each group:
 
-1. Create or check every table to be written (``write.open_tables``): a table written with
+1. Create or check every table to be written (``checks.open_tables``): a table written with
    another key layout stops the push here, before anything is read.
 2. List each night's files and check their footers (``datalake.list_night``); a bad file is
    set aside and reported. A file that fails inside Spark is set aside too, and the group is
    pushed again without it (writes are idempotent).
-3. Count and validate in one Spark job, per night; rows with a ``reason`` go to the night's
-   ``rejects/``; duplicate alert ids are dropped within a night.
+3. Count and validate, per night; rows with a ``reason`` go to the night's ``rejects/``;
+   duplicate alert ids are dropped within a night. One night written by the driver is counted
+   as it is staged (a Spark ``Observation``: no job of its own) and its copies of an alert are
+   left out by the driver as it writes (``merge.NightCounts``); a group of nights, or HBase,
+   is counted in a Spark job first, and Spark drops the copies.
 4. Stage the group once (``stage``, partitioned by night; each alert with its kept history
    entries), then write every table night by night from the same batches (``write``). With
    HBase the executors write instead, from the group's own partitions.
@@ -29,15 +32,15 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from fink_ingest import datalake, paths, workdir
 from fink_ingest.errors import InputError, StoreError
-from fink_ingest.push.checks import check_space
+from fink_ingest.push.checks import check_space, open_tables
 from fink_ingest.push.group_write import complete, from_driver, from_executors
 from fink_ingest.push.stage import NIGHT
 from fink_ingest.push.staging import Staging, set_aside
-from fink_ingest.push.write import open_tables
 from fink_ingest.report import FILE_ONLY
 from fink_ingest.tables import BUILDERS
 
@@ -296,9 +299,8 @@ def _push_alerts(config, store, alerts, names, members, staging, on_night, progr
     builders = [BUILDERS[n] for n in names]
     alert_builders = [b for b in builders if b.source == "alerts"]
     history_builders = [b for b in builders if b.source == "history"]
-    aggregates = [F.count(F.lit(1)).alias("read"), F.count(reason).alias("rejected"),
-                  F.count(valid_id).alias("valid"), F.countDistinct(valid_id).alias("distinct"),
-                  F.countDistinct(valid_oid).alias("objects")]
+    aggregates = [F.count(F.lit(1)).alias("read"), F.count(reason).alias("rejected"), F.count(valid_id).alias("valid")]
+    distinct = [F.countDistinct(valid_id).alias("distinct"), F.countDistinct(valid_oid).alias("objects")]
     history = survey.history_column
     if history_builders and history in checked.schema.names:
         # history entries counted here, from the jd leaf alone (nested-column pruning)
@@ -306,20 +308,30 @@ def _push_alerts(config, store, alerts, names, members, staging, on_night, progr
         aggregates += [F.sum(F.when(reason.isNull(), F.coalesce(F.size(times), F.lit(0)))).alias("entries"),
                        F.sum(F.when(reason.isNull(), F.coalesce(
                            F.size(F.filter(times, lambda t: datalake.bad_time(t, survey))), F.lit(0)))).alias("no_time")]
-    counted = {r[NIGHT]: r.asDict() for r in checked.groupBy(NIGHT).agg(*aggregates).collect()}
+    zero = {"read": 0, "rejected": 0, "valid": 0, "distinct": 0, "objects": 0, "entries": 0, "no_time": 0}
+    if not store.executor_writes and len(members) == 1:
+        # One night written by the driver: counted as Spark stages it (an ``Observation``), not
+        # in a job of its own; its objects and copies of an alert are counted by the writer in
+        # key order (``merge.NightCounts``), which leaves the copies out.
+        m = members[0]
+        observed = Observation("read")
+        valid = (checked.observe(observed, *aggregates)
+                 .filter(reason.isNull()).drop(datalake.REASON))
+
+        def counted():
+            c = {**zero, **{k: v or 0 for k, v in observed.get.items()}}
+            _account(spark, m, {**c, "distinct": c["valid"]}, checked, staging, history_builders)
+
+        yield from from_driver(config, store, valid, alert_builders, history_builders, members, staging, t0,
+                               on_night, progress, counted=counted,
+                               unobserved=checked.filter(reason.isNull()).drop(datalake.REASON))
+        return
+    counted = {r[NIGHT]: r.asDict() for r in checked.groupBy(NIGHT).agg(*aggregates, *distinct).collect()}
     log.info("counted %d alerts of %d night(s) in %.1f s", sum(c["read"] for c in counted.values()), len(members),
              time.time() - t0)
-    zero = {"read": 0, "rejected": 0, "valid": 0, "distinct": 0, "objects": 0, "entries": 0, "no_time": 0}
     for m in members:
-        m.counts = c = {**zero, **{k: v or 0 for k, v in counted.get(m.tag, {}).items()}}
-        m.summary["seconds"]["count"] = round(time.time() - t0, 2)
-        m.summary.update(alerts_read=c["read"], rows_rejected=c["rejected"], duplicates=c["valid"] - c["distinct"],
-                         distinct_alerts=c["distinct"])
-        if c["rejected"]:
-            m.summary["rejects_file"] = set_aside(spark, checked.filter(reason.isNotNull() & (F.col(NIGHT) == m.tag))
-                                                   .drop(NIGHT), m.run.spark("rejects"), c["rejected"], "rows", staging)
-        if history_builders:
-            m.summary["history"] = {"entries": c["entries"], "rejected": c["no_time"], "staged": 0}
+        _account(spark, m, {**zero, **{k: v or 0 for k, v in counted.get(m.tag, {}).items()}}, checked, staging,
+                 history_builders, t0)
     valid = checked.filter(reason.isNull()).drop(datalake.REASON)
     if any(m.summary["duplicates"] for m in members):  # a shuffle paid only by nights that need it
         valid = (valid.withColumn("__alert_id", datalake.column_of(survey.alert_id))
@@ -330,3 +342,20 @@ def _push_alerts(config, store, alerts, names, members, staging, on_night, progr
     else:
         yield from from_driver(config, store, valid, alert_builders, history_builders, members, staging, t0,
                                 on_night, progress)
+
+
+def _account(spark, m, c, checked, staging, history_builders, t0=None):
+    """A night's counts (``c``: read, rejected, valid, distinct, objects, entries, no_time)
+    into its summary (``seconds.count`` since ``t0``, when counted in a job of their own); its
+    rejected rows set aside with their reason (a Spark job, if any)."""
+    m.counts = c
+    if t0 is not None:
+        m.summary["seconds"]["count"] = round(time.time() - t0, 2)
+    m.summary.update(alerts_read=c["read"], rows_rejected=c["rejected"], duplicates=c["valid"] - c["distinct"],
+                     distinct_alerts=c["distinct"])
+    if c["rejected"]:
+        reason = F.col(datalake.REASON)
+        m.summary["rejects_file"] = set_aside(spark, checked.filter(reason.isNotNull() & (F.col(NIGHT) == m.tag))
+                                               .drop(NIGHT), m.run.spark("rejects"), c["rejected"], "rows", staging)
+    if history_builders:
+        m.summary["history"] = {"entries": c["entries"], "rejected": c["no_time"], "staged": 0}

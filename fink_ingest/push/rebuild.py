@@ -8,7 +8,7 @@ import logging
 from fink_ingest import datalake, journal, schemarow
 from fink_ingest.errors import FinkIngestError, LayoutError
 from fink_ingest.push.night import push_nights
-from fink_ingest.push.write import open_tables
+from fink_ingest.push.checks import open_tables
 from fink_ingest.tables import BUILDERS
 
 log = logging.getLogger(__name__)

@@ -65,11 +65,12 @@ def at_most(frame, max_files):
     return frame
 
 
-def alert_frame(config, valid, builders, keep=(), history_builders=()):
+def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=False):
     """The night's alerts as the alert-source builders need them (not written), plus the
     columns of ``valid`` named in ``keep`` (e.g. ``NIGHT``) and, given history builders and a
     night with a history column, each alert's kept history entries (``HISTORY``, see
-    ``history_entries``) with the key columns they are sorted by.
+    ``history_entries``) with the key columns they are sorted by (``keyed``: those columns
+    whatever the builders, for a writer that counts objects and copies in key order).
 
     Returns
     -------
@@ -83,7 +84,7 @@ def alert_frame(config, valid, builders, keep=(), history_builders=()):
     available[DERIVED_CLASS] = (class_column({r: f"__in_{r}" for r in rule_exprs}, survey.hosts), "string")
     wanted = list(dict.fromkeys(n for b in builders for n in b.stage(available, survey)))
     history = history_entries(config, valid, history_builders) if history_builders else None
-    if history is not None:  # the history tables' rows follow the alerts' key order
+    if history is not None or keyed:  # the history tables' rows follow the alerts' key order
         wanted = list(dict.fromkeys(wanted + [c for c in alert_key_inputs(survey) if c in available]))
     frame = valid
     if DERIVED_CLASS in wanted:  # rule inputs as plain columns, so the rule reads flattened names

@@ -2,8 +2,8 @@
 
 The embedded store is written by the driver (``drive``): a thread reads and merges the staged
 files (``merge``), worker threads derive each table's rows from a batch and encode, pack and
-compress them, and one writer thread writes every table's, in order. ``open_tables`` creates or
-checks the tables before a night is read; ``_TableWriter`` reconciles a table's schema row and
+compress them, and one writer thread writes every table's, in order (the tables are created or
+checked before a night is read: ``checks.open_tables``). ``_TableWriter`` reconciles a table's schema row and
 counts, per table, the rows it expected, wrote and did not place (by reason), which the push
 reconciles (``checks.reconcile``). The executors' writer (HBase) is in ``executors``.
 """
@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fink_ingest import cells as cellcodec
-from fink_ingest import journal, schemarow
+from fink_ingest import schemarow
 from fink_ingest.errors import SchemaError
-from fink_ingest.push.merge import (merged_batches, present_columns, put_batches, read_ahead,
+from fink_ingest.push.merge import (NightCounts, merged_batches, present_columns, put_batches, read_ahead,
                                     staged_file, _Pieces)
 from fink_ingest.push.stage import HISTORY
 from fink_ingest.tables import history as history_tables
-from fink_ingest.tables.base import Rows
+from fink_ingest.tables.base import Rows, alert_key_inputs
 
 log = logging.getLogger(__name__)
 # Threads preparing batches for the one writer thread (the store takes one writer).
@@ -43,52 +43,6 @@ RUN_ROWS = 100_000
 REPEATED_KEY = "key repeated within the night: lost"
 NO_CELLS = "row without any cell: not storable"
 LOSSES = (REPEATED_KEY, NO_CELLS)
-
-
-def open_tables(store, builders, config, rebuilding=False):
-    """Create or check every table a push will write, before the night is read.
-
-    Each table is created if missing, with the codec the store chooses for it
-    (``store.check_codecs``: on HBase the configured codecs, each tried first on a scratch
-    table), and its key layout checked and recorded in its schema row
-    (``schemarow.check_layout``): a codec the store refuses, a table written with another
-    layout, or one whose whole rebuild has not finished (``journal``) stops the push here, in
-    seconds, naming the setting or the command to run.
-
-    Parameters
-    ----------
-    store : fink_ingest.store.base.Store
-    builders : list of fink_ingest.tables.base.TableBuilder
-    config : fink_ingest.config.Config
-    rebuilding : bool
-        The push is part of a whole rebuild (its tables are in the journal, on purpose).
-
-    Returns
-    -------
-    dict of str to fink_ingest.store.base.Table
-        Builder kind -> table.
-
-    Raises
-    ------
-    LayoutError
-        If a table holds rows of another key layout, or is being rebuilt whole.
-    StoreError
-        If the store cannot use a table's codec (nothing is created).
-    """
-    survey = config.survey
-    pending = {} if rebuilding else journal.pending(store, config)
-    names = {b.table_name(config.table_prefix): b for b in builders}
-    # every codec tried first (HBase: on a scratch table), before any table is created
-    codecs = store.check_codecs(names, config)
-    out = {}
-    for name, b in names.items():
-        if b.kind in pending:
-            journal.check(store, config, b.kind, name)
-        families = b.families_for(survey)
-        table = store.ensure_table(name, families, codecs[name])
-        schemarow.check_layout(table, survey.schema_version, families[0], b.key_layout(survey), b.kind, write=True)
-        out[b.kind] = table
-    return out
 
 
 def settle(rows, types):
@@ -138,7 +92,10 @@ def drive(writers, files, config, night, sort_by=None, progress=None, counts=Non
     """Write staged rows from this process (the embedded store's writer); with ``sort_by``
     (the staged files' sort columns), in one global order. History tables are written from
     the same batches: each batch's ``HISTORY`` column flattened once (``history.entries``),
-    their count added to ``counts["history_entries"]`` (a dict, if given).
+    their count added to ``counts["history_entries"]`` (a dict, if given). Sorted by the alert
+    key (object id, time, alert id), the night's distinct objects and the copies of an alert,
+    written once, are counted as they pass (``merge.NightCounts``): ``counts["objects"]`` and
+    ``counts["duplicates"]``, known to the builders' ``finish``.
 
     A thread reads and merges the staged files; ``PREPARE_THREADS`` derive each table's rows
     from a batch and encode, pack and compress them (Arrow and zstd release the GIL); one
@@ -157,9 +114,16 @@ def drive(writers, files, config, night, sort_by=None, progress=None, counts=Non
     """
     survey = config.survey
 
+    keys = alert_key_inputs(survey)
+    night_counts = NightCounts(keys[0], keys[2]) if sort_by and sort_by[:1] == keys[:1] and keys[2] in sort_by \
+        else None
+
     def batches():
         if sort_by:  # a merge round gives about one file's share: rounds are joined into puts
-            yield from put_batches(merged_batches(files, sort_by, config.stage_rows, lazy=True), config.put_rows)
+            for batch in put_batches(merged_batches(files, sort_by, config.stage_rows, lazy=True), config.put_rows):
+                if night_counts is not None:  # in key order, one batch after the other
+                    night_counts.see(batch)
+                yield batch
             return
         # one file, one row group at a time: memory bounded by stage_rows
         for path in files:
@@ -216,14 +180,16 @@ def drive(writers, files, config, night, sort_by=None, progress=None, counts=Non
                 hand_over(pending.popleft())
         while in_flight:
             in_flight.popleft().result()
+        if night_counts is not None and counts is not None:
+            counts.update(objects=night_counts.objects, duplicates=night_counts.duplicates)
         for w in writers:  # the summary rows and the last runs, from the same thread and connections
-            writer.submit(_finish, w, night, survey).result()
+            writer.submit(_finish, w, night, survey, counts).result()
     finally:
         writer.shutdown(wait=True, cancel_futures=True)
 
 
-def _finish(w, night, survey):
-    rows = w.builder.finish(night, survey)
+def _finish(w, night, survey, counts):
+    rows = w.builder.finish(night, survey, counts)
     if rows is not None:
         w.write(w.prepare(rows))
     w.flush()
@@ -235,7 +201,7 @@ class _TableWriter:
     def __init__(self, store, builder, config, staged_types, present):
         self.builder = builder
         self.name = builder.table_name(config.table_prefix)
-        self.table = store.table(self.name)  # created and checked by ``open_tables``
+        self.table = store.table(self.name)  # created and checked by ``checks.open_tables``
         self.survey = config.survey
         types = builder.cell_types(staged_types, config.survey)
         derived = set(types) - set(staged_types)

@@ -153,7 +153,7 @@ class Store(abc.ABC):
 
     def check_codecs(self, tables, config=None):
         """The ``compression`` each table is to be created with, checked to work on this store
-        before a push reads its night (``push.write.open_tables``).
+        before a push reads its night (``push.checks.open_tables``).
 
         The embedded store takes each builder's own choice (``TableBuilder.compression``:
         None for its default, LZ4, or ``"zstd"`` for cold tables); HBase the codec configured

@@ -178,8 +178,9 @@ class TableBuilder:
         history rows merge (``tables.history``)."""
         return rows
 
-    def finish(self, night, survey):
-        """Rows produced once all batches are seen (``Rows`` or None); for summary tables."""
+    def finish(self, night, survey, counts=None):
+        """Rows produced once all batches are seen (``Rows`` or None); for summary tables.
+        ``counts``: what the writer counted of the night (``write.drive``), if anything."""
         return None
 
     def reset(self, row_groups=None):

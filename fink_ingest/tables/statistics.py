@@ -64,9 +64,10 @@ class StatisticsTable(TableBuilder):
         self.add(batch.num_rows, counts, survey)
         return None
 
-    def finish(self, night, survey):
+    def finish(self, night, survey, counts=None):
+        objects = (counts or {}).get("objects", self.objects)  # counted by the writer, else by Spark
         cells = {f"{survey.added_family}:alerts": self._counts["alerts"],
-                 f"{survey.added_family}:objects": self.objects}
+                 f"{survey.added_family}:objects": objects}
         for name, count in self._counts.items():
             if name.startswith("fid_"):
                 cells[f"{survey.added_family}:{name}"] = count

@@ -152,6 +152,22 @@ def test_damaged_night_sets_aside_and_counts(damaged_night):
     assert sorted(r["reason"] for r in rejects) == ["candidate.dec out of [-90, 90]: 95.0", "null objectId"]
 
 
+def test_history_tables_of_a_night_without_history_still_count_it(spark, tmp_path):
+    """Only history tables, on a night whose files have no prv_candidates: nothing to write,
+    and the night is still read once and counted (849 alerts, none lost, none rejected)."""
+    night = tmp_path / "lake" / "science" / "year=2024" / "month=01" / "day=15"
+    night.mkdir(parents=True)
+    for path in sorted(NIGHT_DIR.glob("*.parquet")):
+        pq.write_table(pq.read_table(path).drop_columns(["prv_candidates"]), night / path.name)
+    config = make_config(tmp_path / "lake", tmp_path / "store", tmp_path / "work")
+    summary = push_night(spark, config, open_store(config.store), paths.parse_night("2024-01-15"), ["upper"])
+    assert summary["ok"], summary["problems"]
+    assert summary["alerts_read"] == summary["distinct_alerts"] == 849
+    assert summary["rows_rejected"] == summary["duplicates"] == 0
+    assert summary["history"] == {"entries": 0, "rejected": 0, "staged": 0}
+    assert not any(summary["rows_written"].values())
+
+
 def test_missing_night_names_the_path(spark, tmp_path, datasim):
     config = make_config(datasim / "ztf" / "archive", tmp_path / "s", tmp_path / "w")
     with pytest.raises(InputError, match="year=2024/month=01/day=16 does not exist"):

@@ -174,12 +174,9 @@ class NightCounts:
         if not n:
             return
         oid, aid = pieces.column(self.object_column), pieces.column(self.alert_column)
-        if self._last is None:
-            new_object = pa.concat_arrays([pa.array([True]), _differs(oid)])
-            copy = pa.concat_arrays([pa.array([False]), _same(aid)])
-        else:
-            new_object = _differs(pa.concat_arrays([pa.array([self._last[0]], oid.type), oid]))
-            copy = _same(pa.concat_arrays([pa.array([self._last[1]], aid.type), aid]))
+        before_oid, before_aid = self._last or (None, None)  # none before the first batch: a null
+        new_object = _differs(pa.concat_arrays([pa.array([before_oid], oid.type), oid]))
+        copy = _same(pa.concat_arrays([pa.array([before_aid], aid.type), aid]))
         self._last = (oid[n - 1].as_py(), aid[n - 1].as_py())
         self.objects += int(pc.sum(new_object).as_py() or 0)
         copies = int(pc.sum(copy).as_py() or 0)

@@ -17,9 +17,9 @@ Spark session (local[*], started once, its start-up reported apart):
   median of three.
 
 Printed: seconds, push/floor, push/read, alerts/s per core, bytes per alert of each table,
-and the driver's peak resident memory during the push. ``--peers PYTHON``: then, on the same
-night, ``benchmarks/peers.py`` (hats-import with an objectId index, DuckDB) run by a Python
-that has them (a venv: ``python3 -m venv V && V/bin/pip install hats-import duckdb
+and the peak resident memory during the push of the driver and of its largest writer process
+(``push.parallel``). ``--peers PYTHON``: then, on the same night, ``benchmarks/peers.py``
+(hats-import with an objectId index, DuckDB) run by a Python that has them (a venv: ``python3 -m venv V && V/bin/pip install hats-import duckdb
 'dask[distributed]>=2025.3,<2025.4'``; hats needs pandas 3, pyspark 4 does not take it).
 
 Backfill mode (``--backfill``): every real night of ``../shared/datasim/ztf`` (21 nights,
@@ -142,7 +142,8 @@ def night_mode(args):
                "read_s": round(read_s, 2), "push_over_floor": round(push_s / floor, 2),
                "push_over_read": round(push_s / read_s, 1), "alerts_per_s_per_core": round(n / push_s / cores),
                "bytes_per_alert": {t: round(b / n) for t, b in sizes.items()}, "seconds": summary["seconds"],
-               "peak_driver_mb": round(peak)}
+               "peak_driver_mb": round(peak), "peak_writer_mb": summary.get("writer_peak_mb"),
+               "write_processes": summary.get("write_processes", 1)}
         if args.peers:
             done = subprocess.run([args.peers, str(ROOT / "benchmarks" / "peers.py"), str(night_dir), str(work / "peers")],
                                   capture_output=True, text=True, check=True)
@@ -152,11 +153,12 @@ def night_mode(args):
         print(json.dumps(res), flush=True)
     print(f"\nSpark start-up (once, not in the push): {startup:.1f} s; {cores} cores")
     print(f"{'alerts':>8} {'tables':>10} {'push s':>7} {'floor s':>8} {'push/floor':>10} {'read s':>7} "
-          f"{'push/read':>9} {'/s/core':>8} {'B/alert main':>12} {'peak MB':>8}")
+          f"{'push/read':>9} {'/s/core':>8} {'B/alert main':>12} {'peak MB':>8} {'writer MB':>9}")
     for r in results:
         print(f"{r['alerts']:>8} {r['tables']:>10} {r['push_s']:>7} {r['floor_s']:>8} {r['push_over_floor']:>10} "
               f"{r['read_s']:>7} {r['push_over_read']:>9} {r['alerts_per_s_per_core']:>8} "
-              f"{r['bytes_per_alert'].get(config.table_prefix, 0):>12} {r['peak_driver_mb']:>8}")
+              f"{r['bytes_per_alert'].get(config.table_prefix, 0):>12} {r['peak_driver_mb']:>8} "
+              f"{r['peak_writer_mb'] or '-':>9}")
         for peer in r.get("peers", []):
             print(f"{'':>8} {'peer':>10} {peer['seconds']:>7}  {peer['bytes_per_alert']:>6} B/alert  {peer['peer']}")
     spark.stop()

@@ -130,6 +130,9 @@ class Config:
         spark-submit's, which win over the file's (``fink_ingest.spark.session``).
     put_rows, stage_rows : int
         Rows per store write and per staging batch.
+    write_processes : int
+        Processes writing the embedded store's tables of a large night at once, the driver
+        included (``push.parallel``); 1: the driver alone.
     hbase_compression : dict of str to str
         HBase codec of the tables the push creates, by table kind (keys of
         ``tables.BUILDERS``) and ``"default"`` for the kinds not named (``[hbase.compression]``;
@@ -150,6 +153,7 @@ class Config:
     put_rows: int
     stage_rows: int
     source: str
+    write_processes: int = 2
     hbase_compression: dict = dataclasses.field(default_factory=lambda: {"default": HBASE_DEFAULT_CODEC})
 
 
@@ -163,7 +167,7 @@ HBASE_DEFAULT_CODEC = "GZ"
 _TOP_KEYS = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark", "batch", "hbase"}
 _HBASE_KEYS = {"compression"}
 _SPARK_KEYS = {"master", "options"}
-_BATCH_KEYS = {"put_rows", "stage_rows"}
+_BATCH_KEYS = {"put_rows", "stage_rows", "write_processes"}
 _OVERRIDABLE = {"datalake", "survey", "table_prefix", "store", "work_dir", "spark_master",
                 "put_rows", "stage_rows", "spark_options"}
 
@@ -316,6 +320,7 @@ def load_config(path=None, **overrides):
         "spark_master": spark.get("master", "local[*]"),
         "put_rows": batch.get("put_rows", 5000),
         "stage_rows": batch.get("stage_rows", 20000),
+        "write_processes": batch.get("write_processes", 2),
     }
     for key, value in overrides.items():
         if value is None:
@@ -323,7 +328,7 @@ def load_config(path=None, **overrides):
         if key in ("datalake", "store", "work_dir"):
             value = _resolve(Path.cwd(), str(value))
         values[key] = value
-    for key in ("put_rows", "stage_rows"):
+    for key in ("put_rows", "stage_rows", "write_processes"):
         if not isinstance(values[key], int) or values[key] <= 0:
             raise ConfigError(f"{path}: batch.{key} = {values[key]!r}; expected a positive integer")
     return Config(survey=load_survey(values.pop("survey")), spark_options=options, spark_overrides=given,

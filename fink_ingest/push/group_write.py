@@ -94,6 +94,9 @@ def from_driver(config, store, valid, alert_builders, history_builders, members,
                                         entry_types, counts))
         if with_history:
             m.summary["history"]["staged"] = counts.get("history_entries", 0)
+        if counts.get("write_processes"):  # tables written by several processes (``parallel``)
+            m.summary["write_processes"] = counts["write_processes"]
+            m.summary["writer_peak_mb"] = round(counts.get("writer_peak_mb") or 0)
         if counts.get("duplicates"):  # copies left out by the writer (``merge.NightCounts``)
             m.summary["duplicates"] += counts["duplicates"]
             m.summary["distinct_alerts"] -= counts["duplicates"]

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fink_ingest.tables.base import sort_indices
+from fink_ingest.tables.base import alert_key_inputs, sort_indices
 
 # Read buffer of each column of a staged file being read (``staged_file``).
 STAGE_READ_BUFFER = 64 * 1024
@@ -269,3 +269,18 @@ def read_ahead(items, depth):
                 slots.get(timeout=0.1)
             except queue.Empty:
                 pass
+
+
+def needed_columns(builders, files, survey, sort_by=None, history_column="__history"):
+    """Staged columns the builders read (each one's ``stage``, the alert key's, the sort
+    columns, ``history_column`` for history builders), in the staged files' order; None
+    (every column) if there is no file."""
+    if not files:
+        return None
+    names = list(dict.fromkeys(n for path in files for n in pq.ParquetFile(path).schema_arrow.names))
+    available = dict.fromkeys(names)
+    wanted = {n for b in builders if b.source != "history" for n in b.stage(available, survey)}
+    wanted |= set(alert_key_inputs(survey)) | set(sort_by or ())
+    if any(b.source == "history" for b in builders):
+        wanted.add(history_column)
+    return [n for n in names if n in wanted]

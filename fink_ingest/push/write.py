@@ -21,8 +21,9 @@ import pyarrow.compute as pc
 from fink_ingest import cells as cellcodec
 from fink_ingest import schemarow
 from fink_ingest.errors import SchemaError
-from fink_ingest.push.merge import (NightCounts, merged_batches, present_columns, put_batches, read_ahead,
-                                    staged_file, _Pieces)
+from fink_ingest.push import parallel
+from fink_ingest.push.merge import (NightCounts, merged_batches, needed_columns, present_columns, put_batches,
+                                    read_ahead, staged_file, _Pieces)
 from fink_ingest.push.stage import HISTORY
 from fink_ingest.tables import history as history_tables
 from fink_ingest.tables.base import Rows, alert_key_inputs
@@ -88,7 +89,7 @@ def settle(rows, types):
                 skipped=skipped, types=rows.types, expected=rows.expected)
 
 
-def drive(writers, files, config, night, sort_by=None, progress=None, counts=None):
+def drive(writers, files, config, night, sort_by=None, progress=None, counts=None, columns=None):
     """Write staged rows from this process (the embedded store's writer); with ``sort_by``
     (the staged files' sort columns), in one global order. History tables are written from
     the same batches: each batch's ``HISTORY`` column flattened once (``history.entries``),
@@ -105,7 +106,7 @@ def drive(writers, files, config, night, sort_by=None, progress=None, counts=Non
     49 s side by side, 25 s from one thread; four 200k-row inserts in four threads took 13x
     one insert, in four processes 2.5x). Tables whose keys do not follow the staged order
     are written in sorted runs (``_TableWriter.flush``). ``progress(rows)`` is called as
-    batches are written.
+    batches are written. ``columns``: the staged columns to read (all if None).
 
     Raises
     ------
@@ -120,14 +121,15 @@ def drive(writers, files, config, night, sort_by=None, progress=None, counts=Non
 
     def batches():
         if sort_by:  # a merge round gives about one file's share: rounds are joined into puts
-            for batch in put_batches(merged_batches(files, sort_by, config.stage_rows, lazy=True), config.put_rows):
+            merged = merged_batches(files, sort_by, config.stage_rows, columns=columns, lazy=True)
+            for batch in put_batches(merged, config.put_rows):
                 if night_counts is not None:  # in key order, one batch after the other
                     night_counts.see(batch)
                 yield batch
             return
         # one file, one row group at a time: memory bounded by stage_rows
         for path in files:
-            for batch in staged_file(path).iter_batches(batch_size=config.stage_rows):
+            for batch in staged_file(path).iter_batches(batch_size=config.stage_rows, columns=columns):
                 for start in range(0, batch.num_rows, config.put_rows):
                     yield batch.slice(start, config.put_rows)
 
@@ -328,8 +330,11 @@ def writers(store, builders, config, staged_types, present):
 
 
 def write_staged(store, builders, files, staged_types, config, night, sort_by=None, progress=None,
-                 history_types=None, counts=None):
-    """Stream staged files into every builder's table from this process (the driver).
+                 history_types=None, counts=None, processes=None):
+    """Stream staged files into every builder's table: from the driver and, for a large
+    night, writer processes each writing its share of the tables (``parallel.write_shared``,
+    ``config.write_processes``; ``processes=1``: this process alone). Each process reads only
+    the staged columns its tables need (``needed_columns``).
 
     Parameters
     ----------
@@ -350,11 +355,15 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
     history_types : dict of str to str, optional
         Type of each history entry field (``stage.history_types``), for history builders.
     counts : dict, optional
-        Receives ``history_entries``: the entries the history builders were given.
+        Receives ``history_entries``: the entries the history builders were given; with
+        ``sort_by``, ``objects`` and ``duplicates`` (``drive``); with writer processes,
+        ``write_processes`` and ``writer_peak_mb``.
+    processes : int, optional
+        1: write every table from this process.
 
     Returns
     -------
-    list of _TableWriter
+    list of _TableWriter (or parallel.WriterResult)
         With ``expected``, ``written``, ``skipped`` (by reason) and ``seconds`` per table.
 
     Raises
@@ -362,6 +371,13 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
     SchemaError
         If a column's type cannot be reconciled with a table's schema row.
     """
+    if processes != 1:
+        def here(share):
+            return write_staged(store, share, files, staged_types, config, night, sort_by, progress, history_types,
+                                counts, processes=1)
+
+        return parallel.write_shared(store, builders, files, staged_types, config, night, here, sort_by,
+                                     history_types, counts)
     present = present_columns(files)
     from_alerts = [b for b in builders if b.source != "history"]
     from_history = [b for b in builders if b.source == "history"]
@@ -371,5 +387,7 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
         family = config.survey.original_family
         table_writers += writers(store, from_history, config, history_types or {},
                                  {f"{family}:{f}" for f in fields})
-    drive(table_writers, files, config, night, sort_by=sort_by, progress=progress, counts=counts)
+    columns = needed_columns(builders, files, config.survey, sort_by, HISTORY)
+    drive(table_writers, files, config, night, sort_by=sort_by, progress=progress, counts=counts, columns=columns)
     return table_writers
+

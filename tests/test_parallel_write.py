@@ -1,0 +1,94 @@
+"""A night's tables written by several processes at once (``push.parallel``), on the real
+night 2024-01-15 (849 alerts): the same cells as one process, failures told by table."""
+import dataclasses
+import os
+import signal
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import NIGHT_DIR, make_config
+from fink_ingest import paths, schemarow
+from fink_ingest.errors import StoreError
+from fink_ingest.push import parallel, push_night
+from fink_ingest.store import open_store
+from fink_ingest.tables import BUILDERS
+
+
+def pushed(spark, tmp_path, processes, monkeypatch, prepare=None):
+    """The real night pushed (every table) with ``processes`` writing processes, the size
+    threshold lifted so that 849 alerts are split: (store, summary)."""
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ROWS", 0)
+    config = dataclasses.replace(make_config(NIGHT_DIR.parents[3], tmp_path / "store", tmp_path / "work"),
+                                 write_processes=processes)
+    store = open_store(config.store)
+    if prepare is not None:
+        prepare(config, store)
+    return store, push_night(spark, config, store, paths.parse_night("2024-01-15"))
+
+
+def test_the_tables_split_between_processes_hold_the_cells_one_process_writes(spark, datasim, tmp_path,
+                                                                              monkeypatch):
+    one, first = pushed(spark, tmp_path / "one", 1, monkeypatch)
+    two, second = pushed(spark, tmp_path / "two", 2, monkeypatch)
+    assert first["ok"] and second["ok"]
+    assert second["write_processes"] == 2 and "write_processes" not in first
+    assert second["rows_written"] == first["rows_written"] and second["rows_written"]["ztf"] == 849
+    assert second["rows_expected"] == first["rows_expected"]
+    assert second["history"]["staged"] == first["history"]["staged"] > 0
+    assert second["distinct_alerts"] == first["distinct_alerts"] == 849
+    assert sorted(one.tables()) == sorted(two.tables())
+    for name in one.tables():
+        assert list(two.table(name).scan()) == list(one.table(name).scan()), name
+
+
+def test_a_writer_process_tells_its_tables_schema_notes(spark, datasim, tmp_path, monkeypatch):
+    """An index table written by a writer process whose schema row says int for a column of
+    doubles: the column is set aside there, and the night reports it as one process would."""
+    shares = parallel.split([BUILDERS[k] for k in BUILDERS], 2)
+    kind = next(b.kind for b in shares[1] if b.kind in ("time", "sky", "class"))
+    name = f"ztf.{kind}"
+
+    def old_schema(config, store):
+        from fink_ingest.push.checks import open_tables
+
+        open_tables(store, [BUILDERS[kind]], config)
+        schemarow.put(store.table(name), config.survey.schema_version, {"i:magpsf": "int"})
+
+    store, summary = pushed(spark, tmp_path, 2, monkeypatch, old_schema)
+    assert summary["write_processes"] == 2
+    assert "stored as int" in summary["schema"][name]["set_aside"]["i:magpsf"]
+    assert summary["ok"] is False and any("i:magpsf" in p for p in summary["problems"])
+    assert summary["rows_written"][name] == 849
+
+
+def test_the_split_keeps_stateful_tables_in_the_driver_and_balances_the_rest():
+    builders = [BUILDERS[k] for k in BUILDERS]
+    driver, other = parallel.split(builders, 2)
+    assert {b.kind for b in driver} >= {"cutouts", "statistics"}
+    assert {b.kind for b in driver} | {b.kind for b in other} == set(BUILDERS)
+    assert not {b.kind for b in driver} & {b.kind for b in other}
+    cost = [sum(parallel.WRITE_COST.get(b.kind, 1) for b in s) for s in (driver, other)]
+    assert abs(cost[0] - cost[1]) <= max(parallel.WRITE_COST.values())
+    assert {"main", "upper"} - {b.kind for b in driver} and {"main", "upper"} - {b.kind for b in other}
+    assert parallel.split([BUILDERS["main"]], 4) == [[BUILDERS["main"]]]  # no process for nothing
+    assert parallel.split([BUILDERS["main"], BUILDERS["upper"]], 2) == [[BUILDERS["main"]], [BUILDERS["upper"]]]
+    assert parallel.split([BUILDERS["statistics"]], 2) == [[BUILDERS["statistics"]]]
+
+
+def test_a_writer_process_that_fails_or_dies_fails_the_write(tmp_path):
+    config = make_config(tmp_path / "lake", tmp_path / "store", tmp_path / "work")
+    files = [str(p) for p in sorted(NIGHT_DIR.glob("*.parquet"))]
+    store_url = f"sqlite://{(tmp_path / 'store').resolve()}"
+    # tables never created: the writer process raises, the driver raises the same error
+    share = parallel.Share(store_url, [BUILDERS["sky"]], files, {}, config, paths.parse_night("2024-01-15"),
+                           ["objectId"], None)
+    with pytest.raises(StoreError, match="no table 'ztf.sky'"):
+        share.result()
+    # killed before it reports: a StoreError names its tables and what to do
+    share = parallel.Share(store_url, [BUILDERS["sky"], BUILDERS["time"]], files, {}, config,
+                           paths.parse_night("2024-01-15"), ["objectId"], None)
+    os.kill(share._process.pid, signal.SIGKILL)
+    with pytest.raises(StoreError, match=r"writer process of ztf\.sky, ztf\.time ended \(exit code -9\).*again"):
+        share.result()
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == parallel.staged_rows(files) == 849

@@ -79,7 +79,7 @@ def test_the_split_keeps_stateful_tables_in_the_driver_and_balances_the_rest():
 def test_a_writer_process_that_fails_or_dies_fails_the_write(tmp_path):
     config = make_config(tmp_path / "lake", tmp_path / "store", tmp_path / "work")
     files = [str(p) for p in sorted(NIGHT_DIR.glob("*.parquet"))]
-    store_url = f"sqlite://{(tmp_path / 'store').resolve()}"
+    store_url = str(tmp_path / "store")
     # tables never created: the writer process raises, the driver raises the same error
     share = parallel.Share(store_url, [BUILDERS["sky"]], files, {}, config, paths.parse_night("2024-01-15"),
                            ["objectId"], None)

@@ -7,12 +7,14 @@ import json
 import logging
 import time
 
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from fink_ingest.push import merge
 from fink_ingest.push.checks import reconcile
 from fink_ingest.push.executors import write_from_executors
-from fink_ingest.push.stage import HISTORY, NIGHT, alert_frame, history_frame, history_types, profile_by, stage
+from fink_ingest.push.stage import (ENTRIES, HISTORY, NIGHT, NO_TIME, alert_frame, history_frame, history_types,
+                                    profile_by, stage)
 from fink_ingest.push.staging import set_aside, staged_files
 from fink_ingest.push.write import drive, write_staged, writers
 from fink_ingest.report import FILE_ONLY
@@ -42,7 +44,7 @@ def _prepare(m, names):
 
 
 def from_driver(config, store, valid, alert_builders, history_builders, members, run, t0, on_night, progress,
-                counted=None, unobserved=None):
+                counted=None):
     """The embedded store: Spark stages the group in the work directory (``run``, the group's
     ``_Staging``; per night, at most MERGE_FILES files, each sorted), each alert with its kept
     history entries; the driver merges each night's files into one key order and writes every
@@ -50,29 +52,31 @@ def from_driver(config, store, valid, alert_builders, history_builders, members,
     alert it meets (``merge.NightCounts``). A generator: it pauses once the group is staged
     (the Spark phase that matters to the next group is done).
 
-    ``counted``: called once the group is staged, when the nights' counts come with the
-    staging (an ``Observation`` on ``valid``; ``unobserved`` is the same frame without it, for
-    the jobs that follow); else each night's ``counts`` are known before.
+    ``counted(rows, totals)``: called once the group is staged, when the nights' counts come
+    with the staging: the rows staged (the valid alerts) and ``totals``, the history entries
+    (``ENTRIES``) and those without a valid time (``NO_TIME``), summed as Spark stages them;
+    else each night's ``counts`` are known before.
     """
     spark = valid.sparkSession
     names = [b.kind for b in alert_builders + history_builders]
     t1 = time.time()
     frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT], history_builders=history_builders,
-                                        keyed=True)
+                                        keyed=True, history_counts=counted is not None)
+    totals = {ENTRIES: 0, NO_TIME: 0}
     with_history = HISTORY in frame.columns
     builders = alert_builders + (history_builders if with_history else [])
     if not builders:  # only history tables, of nights without a history column: nothing to write
-        if counted is not None:
-            frame.write.format("noop").mode("overwrite").save()  # the counts still come from one pass
-            counted()
+        if counted is not None:  # the counts still come from one pass
+            observed = Observation("counted")
+            frame.observe(observed, F.count(F.lit(1)).alias("rows")).write.format("noop").mode("overwrite").save()
+            counted(observed.get["rows"], totals)
         yield
         for m in members:
             complete(m, t0, on_night)
         return
-    total = stage(frame, run.spark("alerts"), sort_by, merge.MERGE_FILES, partition=NIGHT)
+    total = stage(frame, run.spark("alerts"), sort_by, merge.MERGE_FILES, partition=NIGHT, totals=totals)
     if counted is not None:
-        counted()
-        valid = unobserved
+        counted(total, totals)
     files = staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
     staging_s = round(time.time() - t1, 2)
     log.info("%d alerts staged (%d columns%s) in %.1f s", total, len(types), ", with their history" if with_history

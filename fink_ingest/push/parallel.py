@@ -12,7 +12,10 @@ cutouts' row groups, the statistics' counts) stays in the driver.
 """
 from __future__ import annotations
 
-import multiprocessing
+import os
+import pickle
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +27,11 @@ from fink_ingest.tables.base import TableBuilder
 # Nights with fewer staged rows are written by the driver alone: a writer process costs ~1 s
 # to start (its imports), more than it saves on a small night.
 PARALLEL_MIN_ROWS = 50_000
+# Directory holding the ``fink_ingest`` package (put first on a writer process's path).
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# What a writer process runs (this module imported as itself, so that what it pickles back
+# names this module's classes).
+WRITER_MAIN = "from fink_ingest.push.parallel import writer_main; writer_main()"
 # Relative cost of writing a table, for splitting them between processes (measured on a
 # 400k-alert night: main 20.5 s, upper 12.6 s, each other table 1-3 s).
 WRITE_COST = {"main": 8, "upper": 5}
@@ -82,9 +90,10 @@ def _peak_mb():
     return None
 
 
-def _write_share(conn, store_url, kinds, files, staged_types, config, night, sort_by, history_types):
-    """A writer process: its share of the tables (``kinds``) from the staged files; sends
-    ``("ok", [WriterResult], counts, peak MB)`` or ``("error", exception)`` on ``conn``."""
+def _write_share(out, store_url, kinds, files, staged_types, config, night, sort_by, history_types):
+    """A writer process: its share of the tables (``kinds``) from the staged files; writes
+    ``("ok", [WriterResult], counts, peak MB)`` or ``("error", exception)`` to ``out`` (a
+    binary file), pickled."""
     from fink_ingest.push.write import write_staged
     from fink_ingest.store import open_store
     from fink_ingest.tables import BUILDERS
@@ -95,31 +104,47 @@ def _write_share(conn, store_url, kinds, files, staged_types, config, night, sor
             counts = {}
             done = write_staged(store, [BUILDERS[k] for k in kinds], files, staged_types, config, night,
                                 sort_by, history_types=history_types, counts=counts, processes=1)
-            conn.send(("ok", [WriterResult(w) for w in done], counts, _peak_mb()))
+            message = ("ok", [WriterResult(w) for w in done], counts, _peak_mb())
         finally:
             store.close()
     except BaseException as exc:  # noqa: BLE001 - handed to the driver, which raises it
-        try:
-            conn.send(("error", exc))
-        except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
-            conn.send(("error", StoreError(f"{type(exc).__name__}: {exc}")))
-    finally:
-        conn.close()
+        message = ("error", exc)
+    try:
+        data = pickle.dumps(message)
+    except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
+        data = pickle.dumps(("error", StoreError(f"{type(message[1]).__name__}: {message[1]}")))
+    out.write(data)
+    out.flush()
 
 
 class Share:
-    """A writer process started on a share of the tables (``start``), joined by ``result``."""
+    """A writer process started on a share of the tables of the embedded store in
+    ``directory``, joined by ``result``.
 
-    def __init__(self, store_url, builders, files, staged_types, config, night, sort_by, history_types):
+    A new interpreter (``WRITER_MAIN``), not a fork of the driver (a
+    JVM gateway and threads) nor multiprocessing's spawn (which imports the driver's main
+    script again): its arguments come pickled on its standard input, its result goes back
+    through a pipe of its own; its log lines go to the driver's standard error.
+    """
+
+    def __init__(self, directory, builders, files, staged_types, config, night, sort_by, history_types):
         self.names = [b.table_name(config.table_prefix) for b in builders]
-        ctx = multiprocessing.get_context("spawn")  # the driver runs a JVM gateway and threads: no fork
-        self._conn, child = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(
-            target=_write_share, name=f"writer-{'+'.join(b.kind for b in builders)}", daemon=True,
-            args=(child, store_url, [b.kind for b in builders], files, staged_types, config, night, sort_by,
-                  history_types))
-        self._process.start()
-        child.close()
+        read, write = os.pipe()
+        env = dict(os.environ)  # this package where the driver found it, installed or not
+        env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+        try:
+            self._process = subprocess.Popen([sys.executable, "-c", WRITER_MAIN, str(write)],
+                                             stdin=subprocess.PIPE, pass_fds=(write,), env=env)
+        finally:
+            os.close(write)
+        self._result = os.fdopen(read, "rb")
+        args = (f"sqlite://{Path(directory).resolve()}", [b.kind for b in builders],
+                files, staged_types, config, night, sort_by, history_types)
+        try:
+            self._process.stdin.write(pickle.dumps(args))
+            self._process.stdin.close()
+        except OSError:  # ended at once: ``result`` tells
+            pass
         self.peak_mb = None
 
     def result(self):
@@ -131,15 +156,14 @@ class Share:
             What the writer process raised; ``StoreError`` if it died without a word (killed,
             out of memory), naming its tables.
         """
-        try:  # a process that ended without a word closes the pipe: EOF
-            message = self._conn.recv()
-        except (EOFError, OSError):
-            self._process.join()
-            raise StoreError(f"the writer process of {', '.join(self.names)} ended (exit code "
-                             f"{self._process.exitcode}) before it reported: these tables are incomplete for the "
-                             "night; run the same command again (rows already written are written again, "
-                             "identically)") from None
-        self._process.join()
+        data = self._result.read()  # until the process ends (or closes the pipe)
+        self._result.close()
+        code = self._process.wait()
+        if not data:
+            raise StoreError(f"the writer process of {', '.join(self.names)} ended (exit code {code}) before it "
+                             "reported: these tables are incomplete for the night; run the same command again "
+                             "(rows already written are written again, identically)")
+        message = pickle.loads(data)
         if message[0] == "error":
             raise message[1]
         _, results, counts, self.peak_mb = message
@@ -147,10 +171,13 @@ class Share:
 
     def stop(self):
         """End the process now (the driver failed: the night is reported incomplete)."""
-        if self._process.is_alive():
+        if self._process.poll() is None:
             self._process.terminate()
-            self._process.join(10)
-        self._conn.close()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._result.close()
 
 
 def write_shared(store, builders, files, staged_types, config, night, write_here, sort_by=None,
@@ -181,7 +208,7 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
         return write_here(builders)
     shares = split(builders, min(processes, len(builders)))
     t0 = time.time()
-    others = [Share(f"sqlite://{Path(local).resolve()}", s, files, staged_types, config, night, sort_by,
+    others = [Share(str(local), s, files, staged_types, config, night, sort_by,
                     history_types) for s in shares[1:]]
     try:
         here = write_here(shares[0])
@@ -204,3 +231,10 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
         counts["write_processes"] = len(shares)
         counts["parallel_seconds"] = round(time.time() - t0, 2)
     return done
+
+
+def writer_main():
+    """A writer process (``Share``): arguments pickled on standard input, the result pipe's
+    file descriptor as its argument."""
+    with os.fdopen(int(sys.argv[1]), "wb") as result:
+        _write_share(result, *pickle.loads(sys.stdin.buffer.read()))

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 NIGHT = "__night"
 # Staged column of each alert's kept history entries: list<struct<field...>> (``alert_frame``).
 HISTORY = "__history"
+# Per alert, its history entries and those without a valid time (``alert_frame`` with
+# ``history_counts``): summed as the night is staged (``stage``'s ``totals``), never written.
+ENTRIES, NO_TIME = "__entries", "__no_time"
 # Row groups of staged files (Spark's parquet.block.size; the writer streams them through
 # ``merge.staged_file``). Staged files are written once and read once on this machine:
 # uncompressed (compression costs CPU only).
@@ -65,12 +68,14 @@ def at_most(frame, max_files):
     return frame
 
 
-def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=False):
+def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=False, history_counts=False):
     """The night's alerts as the alert-source builders need them (not written), plus the
     columns of ``valid`` named in ``keep`` (e.g. ``NIGHT``) and, given history builders and a
     night with a history column, each alert's kept history entries (``HISTORY``, see
     ``history_entries``) with the key columns they are sorted by (``keyed``: those columns
     whatever the builders, for a writer that counts objects and copies in key order).
+    ``history_counts``: with ``HISTORY``, each alert's entries and those without a valid time
+    (``ENTRIES``, ``NO_TIME``), for ``stage`` to sum (``totals``) and leave out.
 
     Returns
     -------
@@ -89,9 +94,14 @@ def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=Fal
     frame = valid
     if DERIVED_CLASS in wanted:  # rule inputs as plain columns, so the rule reads flattened names
         frame = frame.select("*", *[expr.alias(f"__in_{r}") for r, expr in rule_exprs.items()])
+    counts = []
+    if history is not None and history_counts:  # the history's leaf ``jd`` alone is read for them
+        times = F.col(f"`{survey.history_column}`.jd")
+        counts = [F.coalesce(F.size(times), F.lit(0)).alias(ENTRIES),
+                  F.coalesce(F.size(F.filter(times, lambda t: datalake.bad_time(t, survey))), F.lit(0)).alias(NO_TIME)]
     staged = frame.select(*[available[n][0].alias(n) for n in wanted],
                           *([history.alias(HISTORY)] if history is not None else []),
-                          *[F.col(f"`{k}`") for k in keep])
+                          *[F.col(f"`{k}`") for k in keep], *counts)
     sort_by = [c for c in alert_key_inputs(survey) if c in wanted]  # the main table's key order
     return staged, {n: available[n][1] for n in wanted}, sort_by
 
@@ -175,10 +185,13 @@ def history_frame(config, valid, builders, keep=()):
             types, sort_by)
 
 
-def stage(frame, location, sort_by, max_files=None, partition=None):
+def stage(frame, location, sort_by, max_files=None, partition=None, totals=None):
     """Write a frame as staged parquet files at ``location`` (a path or URI), each sorted by
     ``sort_by``, in at most ``max_files`` files (no shuffle) per value of ``partition`` (a
     column: the files of each value under ``<location>/<partition>=<value>``), uncompressed.
+    ``totals`` (a dict): its keys that are columns of the frame are summed as the rows are
+    written (the same ``Observation``) and left out of the files; the sums replace the keys'
+    values.
 
     Returns
     -------
@@ -190,10 +203,15 @@ def stage(frame, location, sort_by, max_files=None, partition=None):
     if order:  # key order within each file; the driver merges the files into one order
         frame = at_most(frame, max_files).sortWithinPartitions(*[F.col(f"`{c}`") for c in order])
     written = Observation("staged")
-    writer = (frame.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite")
+    summed = [c for c in (totals or {}) if c in frame.columns]
+    observed = frame.observe(written, F.count(F.lit(1)).alias("rows"), *[F.sum(F.col(c)).alias(c) for c in summed])
+    writer = (observed.drop(*summed).write.mode("overwrite")
               .option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none"))
     (writer.partitionBy(partition) if partition else writer).parquet(location)
-    return written.get["rows"]
+    got = written.get
+    for c in summed:
+        totals[c] = got[c] or 0
+    return got["rows"]
 
 
 def profile_by(frame, per, group_by=()):

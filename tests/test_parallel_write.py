@@ -71,6 +71,9 @@ def test_the_split_keeps_stateful_tables_in_the_driver_and_balances_the_rest():
     cost = [sum(parallel.WRITE_COST.get(b.kind, 1) for b in s) for s in (driver, other)]
     assert abs(cost[0] - cost[1]) <= max(parallel.WRITE_COST.values())
     assert {"main", "upper"} - {b.kind for b in driver} and {"main", "upper"} - {b.kind for b in other}
+    for share in parallel.split(builders, 3):  # the history is read and flattened by one process
+        kinds = {b.kind for b in share}
+        assert not kinds & {"upper", "uppervalid"} or kinds >= {"upper", "uppervalid"}
     assert parallel.split([BUILDERS["main"]], 4) == [[BUILDERS["main"]]]  # no process for nothing
     assert parallel.split([BUILDERS["main"], BUILDERS["upper"]], 2) == [[BUILDERS["main"]], [BUILDERS["upper"]]]
     assert parallel.split([BUILDERS["statistics"]], 2) == [[BUILDERS["statistics"]]]

@@ -101,6 +101,8 @@ def from_driver(config, store, valid, alert_builders, history_builders, members,
         if counts.get("write_processes"):  # tables written by several processes (``parallel``)
             m.summary["write_processes"] = counts["write_processes"]
             m.summary["writer_peak_mb"] = round(counts.get("writer_peak_mb") or 0)
+            m.summary["seconds"]["write"] = counts["write_seconds"]["all"]
+            m.summary["seconds"]["write_driver_share"] = counts["write_seconds"]["driver"]
         if counts.get("duplicates"):  # copies left out by the writer (``merge.NightCounts``)
             m.summary["duplicates"] += counts["duplicates"]
             m.summary["distinct_alerts"] -= counts["duplicates"]

@@ -12,6 +12,7 @@ cutouts' row groups, the statistics' counts) stays in the driver.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import subprocess
@@ -24,6 +25,8 @@ import pyarrow.parquet as pq
 from fink_ingest.errors import StoreError
 from fink_ingest.tables.base import TableBuilder
 
+log = logging.getLogger(__name__)
+
 # Nights with fewer staged rows are written by the driver alone: a writer process costs ~1 s
 # to start (its imports), more than it saves on a small night.
 PARALLEL_MIN_ROWS = 50_000
@@ -33,8 +36,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # names this module's classes).
 WRITER_MAIN = "from fink_ingest.push.parallel import writer_main; writer_main()"
 # Relative cost of writing a table, for splitting them between processes (measured on a
-# 400k-alert night: main 20.5 s, upper 12.6 s, each other table 1-3 s).
-WRITE_COST = {"main": 8, "upper": 5}
+# 400k-alert night, encode + write: main 24 s, upper 12 s and uppervalid 2 s plus the history's
+# read and flattening, each other table 1-4 s).
+WRITE_COST = {"main": 8, "upper": 6}
 
 
 def staged_rows(files):
@@ -51,20 +55,25 @@ def pinned(builder):
 
 def split(builders, processes):
     """Builders in ``processes`` shares of about equal cost (``WRITE_COST``, 1 if not named),
-    the driver's first: it holds every ``pinned`` builder. Longest first, each to the share
-    that costs least so far. Empty shares are dropped (the driver's is always there).
+    the driver's first: it holds every ``pinned`` builder. The history builders go together
+    (each process that has one reads and flattens the whole history). Costliest first, each
+    to the share that costs least so far. Empty shares are dropped (the driver's is always
+    there).
 
     Returns
     -------
     list of list of TableBuilder
         Each share in the order of ``builders``.
     """
+    def cost(units):
+        return sum(WRITE_COST.get(b.kind, 1) for b in units)
+
+    free = [b for b in builders if not pinned(b)]
+    history = [b for b in free if b.source == "history"]
+    units = [[b] for b in free if b.source != "history"] + ([history] if history else [])
     shares = [[b for b in builders if pinned(b)]] + [[] for _ in range(max(processes, 1) - 1)]
-    cost = [sum(WRITE_COST.get(b.kind, 1) for b in s) for s in shares]
-    for b in sorted((b for b in builders if not pinned(b)), key=lambda b: -WRITE_COST.get(b.kind, 1)):
-        i = min(range(len(shares)), key=lambda j: cost[j])
-        shares[i].append(b)
-        cost[i] += WRITE_COST.get(b.kind, 1)
+    for unit in sorted(units, key=lambda u: -cost(u)):
+        min(shares, key=cost).extend(unit)
     order = {id(b): i for i, b in enumerate(builders)}
     return [sorted(s, key=lambda b: order[id(b)]) for i, s in enumerate(shares) if s or i == 0]
 
@@ -192,8 +201,10 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
     list
         ``write._TableWriter`` of the driver's tables, then ``WriterResult`` of the others'.
         ``counts`` (dict) receives the night's counts: ``history_entries`` from the process that
-        flattened the history (every process reads the whole night), from the driver ``objects`` and ``duplicates``; ``writer_peak_mb``: the largest peak
-        resident memory of a writer process.
+        flattened the history (every process reads the whole night), ``objects`` and
+        ``duplicates`` from the driver; ``write_processes``; ``write_seconds`` (``all``, and the
+        ``driver``'s share); ``writer_peak_mb``, the largest peak resident memory of a writer
+        process.
 
     Raises
     ------
@@ -216,6 +227,7 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
         for share in others:
             share.stop()
         raise
+    driver_s = time.time() - t0
     done = list(here)
     for share in others:
         results, share_counts = share.result()
@@ -227,9 +239,12 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
             peaks = [p for p in (counts.get("writer_peak_mb"), share.peak_mb) if p is not None]
             if peaks:
                 counts["writer_peak_mb"] = max(peaks)
+    total_s = time.time() - t0
+    log.info("%d tables written by %d processes in %.1f s (the driver's share: %s, %.1f s)", len(builders),
+             len(shares), total_s, ", ".join(b.kind for b in shares[0]), driver_s)
     if counts is not None:
         counts["write_processes"] = len(shares)
-        counts["parallel_seconds"] = round(time.time() - t0, 2)
+        counts["write_seconds"] = {"all": round(total_s, 2), "driver": round(driver_s, 2)}
     return done
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import NIGHT_DIR, make_config
 from fink_ingest import paths, schemarow
 from fink_ingest.errors import StoreError
-from fink_ingest.push import parallel, push_night
+from fink_ingest.push import merge, parallel, push_night
 from fink_ingest.store import open_store
 from fink_ingest.tables import BUILDERS
 
@@ -94,4 +94,4 @@ def test_a_writer_process_that_fails_or_dies_fails_the_write(tmp_path):
     os.kill(share._process.pid, signal.SIGKILL)
     with pytest.raises(StoreError, match=r"writer process of ztf\.sky, ztf\.time ended \(exit code -9\).*again"):
         share.result()
-    assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == parallel.staged_rows(files) == 849
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == merge.staged_rows(files) == 849

@@ -7,7 +7,6 @@ import json
 import logging
 import time
 
-from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from fink_ingest.push import merge
@@ -15,7 +14,7 @@ from fink_ingest.push.checks import reconcile
 from fink_ingest.push.executors import write_from_executors
 from fink_ingest.push.stage import (ENTRIES, HISTORY, NIGHT, NO_TIME, alert_frame, history_frame, history_types,
                                     profile_by, stage)
-from fink_ingest.push.staging import set_aside, staged_files
+from fink_ingest.push.staging import set_aside, staged_files, staged_totals
 from fink_ingest.push.write import drive, write_staged, writers
 from fink_ingest.report import FILE_ONLY
 from fink_ingest.tables import BUILDERS
@@ -53,31 +52,32 @@ def from_driver(config, store, valid, alert_builders, history_builders, members,
     (the Spark phase that matters to the next group is done).
 
     ``counted(rows, totals)``: called once the group is staged, when the nights' counts come
-    with the staging: the rows staged (the valid alerts) and ``totals``, the history entries
-    (``ENTRIES``) and those without a valid time (``NO_TIME``), summed as Spark stages them;
-    else each night's ``counts`` are known before.
+    with the staging: per night tag, the rows staged (its valid alerts) and ``totals``, its
+    history entries (``ENTRIES``) and those without a valid time (``NO_TIME``), staged with
+    each alert; else each night's ``counts`` are known before.
     """
     spark = valid.sparkSession
     names = [b.kind for b in alert_builders + history_builders]
     t1 = time.time()
     frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT], history_builders=history_builders,
                                         keyed=True, history_counts=counted is not None)
-    totals = {ENTRIES: 0, NO_TIME: 0}
     with_history = HISTORY in frame.columns
     builders = alert_builders + (history_builders if with_history else [])
     if not builders:  # only history tables, of nights without a history column: nothing to write
         if counted is not None:  # the counts still come from one pass
-            observed = Observation("counted")
-            frame.observe(observed, F.count(F.lit(1)).alias("rows")).write.format("noop").mode("overwrite").save()
-            counted(observed.get["rows"], totals)
+            found = frame.groupBy(NIGHT).agg(F.count(F.lit(1)).alias("rows")).collect()
+            counted({r[NIGHT]: r["rows"] for r in found}, {})
         yield
         for m in members:
             complete(m, t0, on_night)
         return
-    total = stage(frame, run.spark("alerts"), sort_by, merge.MERGE_FILES, partition=NIGHT, totals=totals)
+    total = stage(frame, run.spark("alerts"), sort_by, merge.MERGE_FILES, partition=NIGHT)
+    files = staged_files(spark, run, "alerts", members, total,
+                         None if counted is not None else {m.tag: m.counts["distinct"] for m in members})
     if counted is not None:
-        counted(total, totals)
-    files = staged_files(spark, run, "alerts", members, total, {m.tag: m.counts["distinct"] for m in members})
+        counted({tag: merge.staged_rows(paths) for tag, paths in files.items()},
+                {tag: staged_totals(paths, [c for c in (ENTRIES, NO_TIME) if c in frame.columns])
+                 for tag, paths in files.items()})
     staging_s = round(time.time() - t1, 2)
     log.info("%d alerts staged (%d columns%s) in %.1f s", total, len(types), ", with their history" if with_history
              else "", staging_s)

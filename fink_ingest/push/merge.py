@@ -42,6 +42,11 @@ def present_columns(files):
     return present
 
 
+def staged_rows(files):
+    """Rows of staged parquet files, from their footers (int)."""
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+
+
 def staged_file(path):
     """A staged file opened for streaming: column chunks read through a small buffer, not
     whole (pyarrow pre-buffers whole row groups by default: with ``MERGE_FILES`` files merged

@@ -13,10 +13,10 @@ is one night. For each group:
    set aside and reported. A file that fails inside Spark is set aside too, and the group is
    pushed again without it (writes are idempotent).
 3. Count and validate, per night; rows with a ``reason`` go to the night's ``rejects/``;
-   duplicate alert ids are dropped within a night. One night written by the driver is counted
-   as it is staged (its footers, a Spark ``Observation``: no job of its own) and its copies of
-   an alert are left out by the driver as it writes (``merge.NightCounts``); a group of
-   nights, or HBase, is counted in a Spark job first, and Spark drops the copies.
+   duplicate alert ids are dropped within a night. Nights written by the driver are counted as
+   they are staged (their footers, the staged rows: no job of their own) and their copies of
+   an alert are left out by the driver as it writes (``merge.NightCounts``); HBase nights are
+   counted in a Spark job first, and Spark drops the copies.
 4. Stage the group once (``stage``, partitioned by night; each alert with its kept history
    entries), then write every table night by night from the same batches (``write``). With
    HBase the executors write instead, from the group's own partitions.
@@ -308,19 +308,18 @@ def _push_alerts(config, store, alerts, names, members, staging, on_night, progr
                        F.sum(F.when(reason.isNull(), F.coalesce(
                            F.size(F.filter(times, lambda t: datalake.bad_time(t, survey))), F.lit(0)))).alias("no_time")]
     zero = {"read": 0, "rejected": 0, "valid": 0, "distinct": 0, "objects": 0, "entries": 0, "no_time": 0}
-    if not store.executor_writes and len(members) == 1 and None not in members[0].files.good.values():
-        # One night written by the driver: counted as Spark stages it, not in a job of its own:
-        # rows read from the files' footers, valid ones as staged, history entries summed from
-        # the staged rows (an ``Observation`` there: one on every column read cost ~7 s of a
-        # 400k-alert staging); its objects and copies of an alert are counted by the writer in
-        # key order (``merge.NightCounts``), which leaves the copies out.
-        m = members[0]
-        read = sum(m.files.good.values())
-
+    if not store.executor_writes and all(None not in m.files.good.values() for m in members):
+        # Nights written by the driver: counted as Spark stages them, not in a job of their own:
+        # rows read from the files' footers, valid ones as staged per night, history entries
+        # staged with each alert (an ``Observation`` over every column read cost ~7 s of a
+        # 400k-alert staging); objects and copies of an alert are counted by the writer in each
+        # night's key order (``merge.NightCounts``), which leaves the copies out.
         def counted(staged, totals):
-            c = {**zero, "read": read, "rejected": read - staged, "valid": staged, "distinct": staged,
-                 "entries": totals.get(ENTRIES, 0), "no_time": totals.get(NO_TIME, 0)}
-            _account(spark, m, c, checked, staging, history_builders)
+            for m in members:
+                read, rows, t = sum(m.files.good.values()), staged.get(m.tag, 0), totals.get(m.tag, {})
+                c = {**zero, "read": read, "rejected": read - rows, "valid": rows, "distinct": rows,
+                     "entries": t.get(ENTRIES, 0), "no_time": t.get(NO_TIME, 0)}
+                _account(spark, m, c, checked, staging, history_builders)
 
         yield from from_driver(config, store, checked.filter(reason.isNull()).drop(datalake.REASON), alert_builders,
                                history_builders, members, staging, t0, on_night, progress, counted=counted)

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 
 from fink_ingest.errors import StoreError
+from fink_ingest.push.merge import staged_rows
 from fink_ingest.tables.base import TableBuilder
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,6 @@ WRITER_MAIN = "from fink_ingest.push.parallel import writer_main; writer_main()"
 # 400k-alert night, encode + write: main 24 s, upper 12 s and uppervalid 2 s plus the history's
 # read and flattening, each other table 1-4 s).
 WRITE_COST = {"main": 8, "upper": 6}
-
-
-def staged_rows(files):
-    """Rows of staged parquet files, from their footers (int)."""
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in files)
 
 
 def pinned(builder):

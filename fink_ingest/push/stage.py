@@ -30,7 +30,7 @@ NIGHT = "__night"
 # Staged column of each alert's kept history entries: list<struct<field...>> (``alert_frame``).
 HISTORY = "__history"
 # Per alert, its history entries and those without a valid time (``alert_frame`` with
-# ``history_counts``): summed as the night is staged (``stage``'s ``totals``), never written.
+# ``history_counts``): staged beside the alert, summed per night by the driver (``staged_totals``).
 ENTRIES, NO_TIME = "__entries", "__no_time"
 # Row groups of staged files (Spark's parquet.block.size; the writer streams them through
 # ``merge.staged_file``). Staged files are written once and read once on this machine:
@@ -75,7 +75,7 @@ def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=Fal
     ``history_entries``) with the key columns they are sorted by (``keyed``: those columns
     whatever the builders, for a writer that counts objects and copies in key order).
     ``history_counts``: with ``HISTORY``, each alert's entries and those without a valid time
-    (``ENTRIES``, ``NO_TIME``), for ``stage`` to sum (``totals``) and leave out.
+    (``ENTRIES``, ``NO_TIME``: two integers an alert, which no table writes).
 
     Returns
     -------
@@ -185,13 +185,10 @@ def history_frame(config, valid, builders, keep=()):
             types, sort_by)
 
 
-def stage(frame, location, sort_by, max_files=None, partition=None, totals=None):
+def stage(frame, location, sort_by, max_files=None, partition=None):
     """Write a frame as staged parquet files at ``location`` (a path or URI), each sorted by
     ``sort_by``, in at most ``max_files`` files (no shuffle) per value of ``partition`` (a
     column: the files of each value under ``<location>/<partition>=<value>``), uncompressed.
-    ``totals`` (a dict): its keys that are columns of the frame are summed as the rows are
-    written (the same ``Observation``) and left out of the files; the sums replace the keys'
-    values.
 
     Returns
     -------
@@ -203,15 +200,10 @@ def stage(frame, location, sort_by, max_files=None, partition=None, totals=None)
     if order:  # key order within each file; the driver merges the files into one order
         frame = at_most(frame, max_files).sortWithinPartitions(*[F.col(f"`{c}`") for c in order])
     written = Observation("staged")
-    summed = [c for c in (totals or {}) if c in frame.columns]
-    observed = frame.observe(written, F.count(F.lit(1)).alias("rows"), *[F.sum(F.col(c)).alias(c) for c in summed])
-    writer = (observed.drop(*summed).write.mode("overwrite")
+    writer = (frame.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite")
               .option("parquet.block.size", STAGE_ROW_GROUP_BYTES).option("compression", "none"))
     (writer.partitionBy(partition) if partition else writer).parquet(location)
-    got = written.get
-    for c in summed:
-        totals[c] = got[c] or 0
-    return got["rows"]
+    return written.get["rows"]
 
 
 def profile_by(frame, per, group_by=()):

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import shutil
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fink_ingest import datalake, workdir
@@ -106,3 +107,14 @@ def staged_files(spark, run, name, members, expected_total, expected=None):
     return files
 
 
+def staged_totals(files, columns):
+    """Sums of integer columns of staged files (dict of name to int; 0 for a column absent):
+    only those column chunks are read."""
+    totals = dict.fromkeys(columns, 0)
+    for path in files:
+        present = [c for c in columns if c in pq.ParquetFile(path).schema_arrow.names]
+        if present:
+            table = pq.read_table(path, columns=present)
+            for c in present:
+                totals[c] += int(pc.sum(table[c]).as_py() or 0)
+    return totals

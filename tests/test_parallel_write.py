@@ -95,3 +95,35 @@ def test_a_writer_process_that_fails_or_dies_fails_the_write(tmp_path):
     with pytest.raises(StoreError, match=r"writer process of ztf\.sky, ztf\.time ended \(exit code -9\).*again"):
         share.result()
     assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == merge.staged_rows(files) == 849
+
+
+def test_a_writer_process_ends_with_its_driver():
+    """A driver killed outright (SIGKILL) takes its writer processes with it (what
+    ``writer_main`` sets up first): no writer is left writing tables that the next push
+    will write."""
+    import subprocess
+    import sys
+    import time
+
+    writer = ("import sys, time; from fink_ingest.push.parallel import _end_with; "
+              "_end_with(int(sys.argv[1])); print('ready', flush=True); time.sleep(120)")
+    driver = subprocess.Popen([sys.executable, "-c", (
+        "import os, subprocess, sys, time\n"
+        f"w = subprocess.Popen([sys.executable, '-c', {writer!r}, str(os.getpid())], stdout=subprocess.PIPE, text=True)\n"
+        "assert w.stdout.readline().strip() == 'ready'\n"
+        "print(w.pid, flush=True)\n"
+        "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    pid = int(driver.stdout.readline())
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    for _ in range(100):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:  # a zombie not yet reaped has ended too
+                if stat.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the writer process outlived its driver")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -137,7 +138,7 @@ class Share:
         env = dict(os.environ)  # this package where the driver found it, installed or not
         env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
         try:
-            self._process = subprocess.Popen([sys.executable, "-c", WRITER_MAIN, str(write)],
+            self._process = subprocess.Popen([sys.executable, "-c", WRITER_MAIN, str(write), str(os.getpid())],
                                              stdin=subprocess.PIPE, pass_fds=(write,), env=env)
         finally:
             os.close(write)
@@ -245,6 +246,22 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
 
 def writer_main():
     """A writer process (``Share``): arguments pickled on standard input, the result pipe's
-    file descriptor as its argument."""
+    file descriptor and the driver's pid as its arguments."""
+    _end_with(int(sys.argv[2]))
     with os.fdopen(int(sys.argv[1]), "wb") as result:
         _write_share(result, *pickle.loads(sys.stdin.buffer.read()))
+
+
+def _end_with(driver_pid):
+    """Have this process ended (SIGTERM) when the driver ends, killed or not: a writer left
+    behind would go on writing tables that a new push may be writing (Linux's
+    ``PR_SET_PDEATHSIG``; elsewhere the writer ends when it next reports)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != driver_pid:  # the driver ended before the call above
+        os._exit(1)

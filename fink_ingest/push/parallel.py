@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from fink_ingest.errors import StoreError
 from fink_ingest.push.merge import staged_rows
 from fink_ingest.tables.base import TableBuilder

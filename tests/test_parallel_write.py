@@ -34,6 +34,7 @@ def test_the_tables_split_between_processes_hold_the_cells_one_process_writes(sp
     assert first["ok"] and second["ok"]
     assert second["write_processes"] == 2 and "write_processes" not in first
     assert second["rows_written"] == first["rows_written"] and second["rows_written"]["ztf"] == 849
+    assert list(second["rows_written"]) == list(first["rows_written"])  # the summary's order of tables
     assert second["rows_expected"] == first["rows_expected"]
     assert second["history"]["staged"] == first["history"]["staged"] > 0
     assert second["distinct_alerts"] == first["distinct_alerts"] == 849

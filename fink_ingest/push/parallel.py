@@ -194,7 +194,8 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
     Returns
     -------
     list
-        ``write._TableWriter`` of the driver's tables, then ``WriterResult`` of the others'.
+        ``write._TableWriter`` of the driver's tables and ``WriterResult`` of the others', in
+        the order of ``builders``.
         ``counts`` (dict) receives the night's counts: ``history_entries`` from the process that
         flattened the history (every process reads the whole night), ``objects`` and
         ``duplicates`` from the driver; ``write_processes``; ``write_seconds`` (``all``, and the
@@ -234,6 +235,8 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
             peaks = [p for p in (counts.get("writer_peak_mb"), share.peak_mb) if p is not None]
             if peaks:
                 counts["writer_peak_mb"] = max(peaks)
+    order = {b.table_name(config.table_prefix): i for i, b in enumerate(builders)}
+    done.sort(key=lambda w: order[w.name])  # the push's order of tables, whoever wrote them
     total_s = time.time() - t0
     log.info("%d tables written by %d processes in %.1f s (the driver's share: %s, %.1f s)", len(builders),
              len(shares), total_s, ", ".join(b.kind for b in shares[0]), driver_s)

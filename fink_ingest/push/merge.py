@@ -276,7 +276,7 @@ def read_ahead(items, depth):
                 pass
 
 
-def needed_columns(builders, files, survey, sort_by=None, history_column="__history"):
+def needed_columns(builders, files, survey, sort_by, history_column):
     """Staged columns the builders read (each one's ``stage``, the alert key's, the sort
     columns, ``history_column`` for history builders), in the staged files' order; None
     (every column) if there is no file."""

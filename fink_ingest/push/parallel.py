@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import resource
 import signal
 import subprocess
 import sys
@@ -84,14 +85,8 @@ class WriterResult:
 
 
 def _peak_mb():
-    """Peak resident memory of this process (VmHWM), MB; None where /proc is not."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    """Peak resident memory of this process, MB (``ru_maxrss``: KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _write_share(out, store_url, kinds, files, staged_types, config, night, sort_by, history_types):
@@ -208,8 +203,8 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
         The driver's own failure (the writer processes are stopped), else the first writer
         process's.
     """
-    processes = getattr(config, "write_processes", 1)
-    local = store.local_directory() if hasattr(store, "local_directory") else None
+    processes = config.write_processes
+    local = store.local_directory()
     if processes <= 1 or local is None or not sort_by or len(builders) < 2 or \
             staged_rows(files) < PARALLEL_MIN_ROWS:
         return write_here(builders)

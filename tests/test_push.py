@@ -371,3 +371,16 @@ def test_present_columns_sees_nested_leaves_with_more_nulls_than_rows(tmp_path):
     pq.write_table(pa.table({"__history": lists, "absent": pa.nulls(1, pa.int64())}), tmp_path / "a.parquet")
     present = present_columns([str(tmp_path / "a.parquet")])
     assert {p.rsplit(".", 1)[-1] for p in present} == {"jd", "candid"}
+
+
+def test_a_night_whose_footers_python_cannot_read_is_counted_by_spark(spark, datasim, tmp_path, monkeypatch):
+    """Rows read come from the files' footers; where Python cannot read them (a URI pyarrow
+    does not reach), the night is counted in a Spark job instead, with the same counts."""
+    from fink_ingest import datalake
+
+    monkeypatch.setattr(datalake, "_footer", lambda uri: (None, None, None, None))
+    config = make_config(datasim / "ztf" / "archive", tmp_path / "store", tmp_path / "work")
+    summary = push_night(spark, config, open_store(config.store), paths.parse_night("2024-01-15"))
+    assert summary["ok"] is True and "count" in summary["seconds"]  # the count job ran
+    assert summary["alerts_read"] == summary["distinct_alerts"] == summary["rows_written"]["ztf"] == 849
+    assert summary["history"]["staged"] > 0 and summary["history"]["rejected"] == 0

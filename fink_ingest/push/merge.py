@@ -114,6 +114,9 @@ def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False):
                     pieces.append(buffers[i].slice(0, n))
                     buffers[i] = buffers[i].slice(n)
                     refill(i)
+            if len(pieces) == 1:  # one file's sorted rows (files of disjoint key ranges): as they are
+                yield pieces[0]
+                continue
             merged = pa.concat_tables(pieces, promote_options="permissive")
             ordered = _Ordered(merged, sort_indices(merged.select(sort_by), sort_by))
             yield ordered if lazy else ordered.materialise()

@@ -50,15 +50,23 @@ def _one_width(col, n):
 
 def _run_cells(run, n):
     """The cells of consecutive one-width columns (``(qid, column, width, first byte)``) of
-    each row, side by side, as one binary array."""
-    matrix = np.empty((n, sum(4 + w for _, _, w, _ in run)), dtype=np.uint8)
-    at = 0
-    for qid, col, width, first in run:
-        matrix[:, at:at + 4] = np.array([qid, width], dtype=">u2").view(np.uint8)
-        if width:
-            matrix[:, at + 4:at + 4 + width] = np.frombuffer(col.buffers()[2], dtype=np.uint8, count=width * n,
-                                                             offset=first).reshape(n, width)
+    each row, side by side, as one binary array. The headers are one template row copied to
+    every row; each column's values are copied as ``width``-byte items of a structured view
+    (one strided copy a column: ~6x faster than a 2-D byte slice on 105 columns)."""
+    template, starts, at = bytearray(), [], 0
+    for qid, _, width, _ in run:
+        template += qid.to_bytes(2, "big") + width.to_bytes(2, "big") + bytes(width)
+        starts.append(at + 4)
         at += 4 + width
+    matrix = np.empty((n, at), dtype=np.uint8)
+    matrix[:] = np.frombuffer(bytes(template), dtype=np.uint8)
+    kept = [(i, col, width, first) for i, (_, col, width, first) in enumerate(run) if width]
+    if kept:
+        items = np.dtype({"names": [f"c{i}" for i, *_ in kept], "formats": [f"V{w}" for _, _, w, _ in kept],
+                          "offsets": [starts[i] for i, *_ in kept], "itemsize": at})
+        rows = matrix.view(items).reshape(n)
+        for i, col, width, first in kept:
+            rows[f"c{i}"] = np.frombuffer(col.buffers()[2], dtype=f"V{width}", count=n, offset=first)
     return _binary_of_matrix(matrix)
 
 

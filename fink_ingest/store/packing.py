@@ -7,8 +7,8 @@ columns' cells (Arrow's ``binary_join_element_wise``). Consecutive columns whose
 have one width (numbers without nulls: most of a main-table row) are laid out together as
 one numpy matrix, headers and bytes, so that the join sees one piece for the whole run
 instead of one per column (the real night's main rows: 139 columns, 122 of them such
-numbers, joined as ~35 pieces instead of 139; 1.3-1.6x faster on 10k rows). The bytes are
-the same either way.
+numbers, joined as ~35 pieces instead of 139: 27 ms against 51-54 ms for 10k rows packed
+column by column). The bytes are the same either way.
 """
 from __future__ import annotations
 

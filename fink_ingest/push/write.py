@@ -221,14 +221,19 @@ class _TableWriter:
 
     def prepare(self, rows):
         """Encode a ``Rows`` into what the table writes (runs in a worker thread). Rows of a
-        builder that merges with stored rows are only passed on: the merge reads the store,
-        so it runs in ``write``, one batch after the other."""
-        if self.builder.merges:
-            return _Unmerged(rows)
-        return self._encode(rows)
-
-    def _encode(self, rows):
+        builder that merges with stored rows are encoded here too, and kept: the merge reads
+        the store, so it runs in ``write``, one batch after the other, on the rows whose key
+        may be stored already (``_merged``)."""
         t0 = time.time()
+        rows, types = self._settled(rows)
+        prepared = self._pack(rows, types)
+        with self._lock:
+            self.seconds += time.time() - t0
+        return _Unmerged(rows, types, prepared) if self.builder.merges else prepared
+
+    def _settled(self, rows):
+        """The rows to encode (``settle``, the schema row reconciled first when the rows bring
+        their own types) and their types; the rows expected and left out are counted."""
         types = self.types
         if rows.types:
             stored = schemarow.read(self.table, self.survey.schema_version)
@@ -240,22 +245,52 @@ class _TableWriter:
         with self._lock:
             self.expected += rows.expected
             self.skipped.update(rows.skipped)
+        return rows, types
+
+    def _pack(self, rows, types):
+        """``(records, rows)`` the table writes for settled rows (None without rows)."""
         columns, set_aside = encode_cells(rows, types)
         if set_aside:
             with self._lock:
                 merge_notes(self.notes, {"set_aside": set_aside})
-        prepared = (self.table.prepare_arrow(rows.keys, columns), len(rows.keys)) if len(rows.keys) else None
+        return (self.table.prepare_arrow(rows.keys, columns), len(rows.keys)) if len(rows.keys) else None
+
+    def _merged(self, unmerged):
+        """The records of merged rows (writer thread): only the rows whose key is at most the
+        greatest stored key below the batch's last (``Table.floor_key``) can be stored already,
+        and only they are read and merged (``merge_stored``), re-encoded and put in place of
+        their first encoding; a row that gains nothing is left out (``skipped``). On a table
+        the push fills, that is the object whose rows straddle two batches."""
+        rows, prepared = unmerged.rows, unmerged.prepared
+        if prepared is None:
+            return None
+        self.flush()  # the store must hold every earlier row of the push before it is read
+        keys = pc.cast(rows.keys, pa.binary())
+        last = self.table.floor_key(pc.max(keys).as_py())
+        if last is None:
+            return prepared
+        maybe = pc.less_equal(keys, pa.scalar(last, pa.binary()))
+        if not pc.any(maybe).as_py():
+            return prepared
+        subset = Rows(keys=pc.filter(rows.keys, maybe), cells={n: pc.filter(v, maybe) for n, v in rows.cells.items()},
+                      types=rows.types)
+        merged = self.builder.merge_stored(self.table, subset, self.survey)
+        if merged is subset:  # none of them was stored
+            return prepared
         with self._lock:
-            self.seconds += time.time() - t0
-        return prepared
+            self.skipped.update(merged.skipped)
+        again = self._pack(merged, unmerged.types)
+        replaced = dict(again[0]) if again is not None else {}
+        gone = set(subset.keys.cast(pa.binary()).to_pylist()) - set(replaced)
+        records = [(k, replaced.get(k, v)) for k, v in prepared[0] if k not in gone]
+        return records, len(records)
 
     def write(self, prepared):
         if isinstance(prepared, _Unmerged):
             t0 = time.time()
-            rows = self.builder.merge_stored(self.table, prepared.rows, self.survey)
+            prepared = self._merged(prepared)
             with self._lock:
                 self.seconds += time.time() - t0
-            prepared = self._encode(rows)
         if prepared is None:
             return
         if self.in_runs:
@@ -311,10 +346,11 @@ def merge_notes(into, notes):
 
 
 class _Unmerged:
-    """Rows a writer merges with the stored ones just before writing them."""
+    """Rows a writer merges with the stored ones just before writing them, with their types
+    and their records as encoded before the merge (``_TableWriter._merged``)."""
 
-    def __init__(self, rows):
-        self.rows = rows
+    def __init__(self, rows, types, prepared):
+        self.rows, self.types, self.prepared = rows, types, prepared
 
 
 def writers(store, builders, config, staged_types, present):

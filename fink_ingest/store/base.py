@@ -116,6 +116,12 @@ class Table(abc.ABC):
     def scan(self, prefix=None, start=None, stop=None, columns=None, limit=None, reverse=False):
         """Iterate ``(key, cells)`` in key order (see the module docstring for semantics)."""
 
+    def floor_key(self, key):
+        """The greatest stored row key at most ``key`` (bytes), None if there is none: a
+        writer merging with stored rows reads only the keys up to it. This default does not
+        look: it answers ``key`` itself (every key may be stored)."""
+        return as_bytes(key)
+
     @abc.abstractmethod
     def delete(self, key, columns=None):
         """Delete a row, or only the named cells/families of it."""

@@ -209,6 +209,10 @@ class SQLiteTable(Table):
             if limit is not None and returned >= limit:
                 return
 
+    def floor_key(self, key):
+        """The greatest stored key at most ``key`` (one B-tree descent), None if none."""
+        return self.conn.execute("SELECT max(k) FROM cells WHERE k <= ?", (as_bytes(key),)).fetchone()[0]
+
     def count(self, prefix=None, start=None, stop=None):
         where, args = self._where(prefix, start, stop)
         return self.conn.execute(f"SELECT count(*) FROM cells{where}", args).fetchone()[0]

@@ -1,5 +1,9 @@
 """The only import of a HEALPix library (healpy). NESTED order throughout.
 
+healpy is imported where it is first used: importing it imports matplotlib and astropy
+(0.6 s), which a writer process that writes no sky index, or a reader that answers no
+cone, never needs.
+
 The sky index keys alerts by their pixel at a fine order (``sky_order``, 29 by default, as
 HATS' ``_healpix_29``). In NESTED numbering the pixel at a coarser order k is
 ``pixel >> 2 * (order - k)``, so every coarser pixel is one contiguous range of fine pixels,
@@ -7,7 +11,6 @@ and, written fixed-width, one contiguous range of row keys.
 """
 from __future__ import annotations
 
-import healpy as hp
 import numpy as np
 
 from fink_ingest.errors import QueryError
@@ -37,6 +40,8 @@ def pixels(ra, dec, order):
     -------
     numpy.ndarray of int64, shape (n,)
     """
+    import healpy as hp
+
     return hp.ang2pix(nside(order), np.asarray(ra, dtype=float), np.asarray(dec, dtype=float),
                       nest=True, lonlat=True).astype(np.int64)
 

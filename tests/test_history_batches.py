@@ -1,5 +1,5 @@
 """Packed history rows of an object whose alerts fall in two staged batches of one push
-(``write._TableWriter``: encoded in the preparing threads, merged in the writer thread with
+(``table_writer.TableWriter``: encoded in the preparing threads, merged in the writer thread with
 the rows already stored), on the real night 2024-01-15."""
 import json
 
@@ -12,7 +12,7 @@ from conftest import NIGHT_DIR
 from fink_ingest.config import load_config
 from fink_ingest.push import checks
 from fink_ingest.push.stage import HISTORY
-from fink_ingest.push.write import _TableWriter
+from fink_ingest.push.table_writer import TableWriter
 from fink_ingest.store import open_store
 from fink_ingest.tables import BUILDERS
 from fink_ingest.tables import history
@@ -36,11 +36,11 @@ def staged_alerts(config):
 
 
 def write(config, store, kind, batches, types):
-    """Write staged batches into one table through a ``_TableWriter``, one after the other
+    """Write staged batches into one table through a ``TableWriter``, one after the other
     as the push hands them over; returns the writer (its counts)."""
     builder = BUILDERS[kind]
     checks.open_tables(store, [builder], config)
-    w = _TableWriter(store, builder, config, types, set(types))
+    w = TableWriter(store, builder, config, types, set(types))
     for batch in batches:
         rows = builder.rows(history.entries(batch, HISTORY, config.survey), config.survey)
         w.write(w.prepare(rows))

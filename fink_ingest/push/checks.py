@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fink_ingest import journal, schemarow, workdir
 from fink_ingest.errors import StoreError
-from fink_ingest.push.write import LOSSES
+from fink_ingest.push.table_writer import LOSSES
 
 
 # Free space a night needs, per byte of its input columns (compressed, stamps left out, as
@@ -59,7 +59,7 @@ def reconcile(summary, footer_rows=None):
 
     Checks: no file or row set aside; rows read = rows in the file footers; main rows
     written = distinct alerts; for every table, rows expected = rows written + rows not
-    placed (any reason), and no row lost (``write.LOSSES``); every history entry has a time.
+    placed (any reason), and no row lost (``table_writer.LOSSES``); every history entry has a time.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from fink_ingest.errors import StoreError
-from fink_ingest.push.write import encode_cells, merge_notes, settle
+from fink_ingest.push.table_writer import encode_cells, merge_notes, settle
 
 
 def write_batches(url, plan, survey, put_rows, night_column, batches):
@@ -104,7 +104,7 @@ def write_from_executors(store, writers_by_night, frame, config, sort_by=None, n
     ----------
     store : fink_ingest.store.base.Store
         A store the executors can reach (``store.executor_writes``).
-    writers_by_night : dict of str to list of _TableWriter
+    writers_by_night : dict of str to list of table_writer.TableWriter
         The writers of each night (its ``YYYYMMDD``; the key None when ``night_column`` is None).
     frame : pyspark.sql.DataFrame
         The rows (``stage.alert_frame`` or ``stage.history_frame``).

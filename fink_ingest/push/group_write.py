@@ -15,7 +15,8 @@ from fink_ingest.push.executors import write_from_executors
 from fink_ingest.push.stage import (ENTRIES, HISTORY, NIGHT, NO_TIME, alert_frame, history_frame, history_types,
                                     profile_by, stage)
 from fink_ingest.push.staging import set_aside, staged_files, staged_totals
-from fink_ingest.push.write import drive, write_staged, writers
+from fink_ingest.push.table_writer import writers
+from fink_ingest.push.write import drive, write_staged
 from fink_ingest.report import FILE_ONLY
 from fink_ingest.tables import BUILDERS
 

@@ -76,7 +76,7 @@ def split(builders, processes):
 
 class WriterResult:
     """What a writer process tells of one table (the attributes ``group_write.record``
-    reads of a ``write._TableWriter``)."""
+    reads of a ``table_writer.TableWriter``)."""
 
     def __init__(self, w):
         self.name, self.expected, self.written = w.name, w.expected, w.written
@@ -189,7 +189,7 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
     Returns
     -------
     list
-        ``write._TableWriter`` of the driver's tables and ``WriterResult`` of the others', in
+        ``table_writer.TableWriter`` of the driver's tables and ``WriterResult`` of the others', in
         the order of ``builders``.
         ``counts`` (dict) receives the night's counts: ``history_entries`` from the process that
         flattened the history (every process reads the whole night), ``objects`` and

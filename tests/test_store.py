@@ -9,6 +9,7 @@ import pytest
 from conftest import hbase_server
 from fink_ingest.errors import StoreError
 from fink_ingest.store import open_store
+from fink_ingest.store.base import Table
 
 BACKENDS = ["sqlite", "hbase"]
 
@@ -74,6 +75,24 @@ def test_scan_column_subset(table):
 
 def test_rows_get_many_in_order(table):
     assert keys(table.rows([b"c_1", b"nope", b"a_2"])) == ["c_1", "a_2"]
+
+
+def test_floor_key_bounds_every_stored_key_below_it(table):
+    """``floor_key(k)``: every stored key at most ``k`` is at most the answer (what a writer
+    merging with stored rows relies on to skip lookups), None only when no key is at most
+    ``k``; the embedded store answers the greatest such key exactly, a store that does not
+    look answers ``k``. A schema row sorting after the data keys does not widen it."""
+    table.put(b"schema_fink_ingest_v2", {b"i:jd": b"x"})
+    stored = sorted(k for k, _ in table.scan())
+    for probe in (b"0", b"a_1", b"a_2~", b"b", b"c_3", b"c_9", b"schema", b"zz"):
+        below = [k for k in stored if k <= probe]
+        got = table.floor_key(probe)
+        if not below:
+            assert got is None or got == probe
+            continue
+        assert got is not None and max(below) <= got <= probe
+        if type(table).floor_key is not Table.floor_key:  # the store looks
+            assert got == max(below)
 
 
 def test_put_arrow_equals_put_batch(store):

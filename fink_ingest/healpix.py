@@ -1,8 +1,9 @@
-"""The only import of a HEALPix library (healpy). NESTED order throughout.
+"""HEALPix pixels of the sky index (healpy; NESTED order throughout). The cone search's
+discs are in ``read.sky``.
 
-healpy is imported where it is first used: importing it imports matplotlib and astropy
-(0.6 s), which a writer process that writes no sky index, or a reader that answers no
-cone, never needs.
+healpy is imported where it is first used, here and there: importing it imports
+matplotlib and astropy (0.6 s), which a writer process that writes no sky index, or a
+reader that answers no cone, never needs.
 
 The sky index keys alerts by their pixel at a fine order (``sky_order``, 29 by default, as
 HATS' ``_healpix_29``). In NESTED numbering the pixel at a coarser order k is

@@ -9,7 +9,7 @@ import time
 
 from pyspark.sql import functions as F
 
-from fink_ingest.push import merge
+from fink_ingest.push import history_pass, merge
 from fink_ingest.push.checks import reconcile
 from fink_ingest.push.executors import write_from_executors
 from fink_ingest.push.stage import (ENTRIES, HISTORY, NIGHT, NO_TIME, alert_frame, history_frame, history_types,
@@ -19,6 +19,7 @@ from fink_ingest.push.table_writer import writers
 from fink_ingest.push.write import drive, write_staged
 from fink_ingest.report import FILE_ONLY
 from fink_ingest.tables import BUILDERS
+from fink_ingest.tables.base import FILE_ROW
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,12 @@ def from_driver(config, store, valid, alert_builders, history_builders, members,
     spark = valid.sparkSession
     names = [b.kind for b in alert_builders + history_builders]
     t1 = time.time()
+    entry_types = history_types(valid, config.survey)
+    # the history read from the datalake by the writer when it can (``history_pass``)
+    by_pass = bool(history_builders) and history_pass.usable([u for m in members for u in m.files.good], entry_types)
     frame, types, sort_by = alert_frame(config, valid, alert_builders, keep=[NIGHT], history_builders=history_builders,
-                                        keyed=True, history_counts=counted is not None)
-    with_history = HISTORY in frame.columns
+                                        keyed=True, history_counts=counted is not None, history_rows=by_pass)
+    with_history = HISTORY in frame.columns or (by_pass and FILE_ROW in frame.columns)
     builders = alert_builders + (history_builders if with_history else [])
     if not builders:  # only history tables, of nights without a history column: nothing to write
         if counted is not None:  # the counts still come from one pass
@@ -90,13 +94,14 @@ def from_driver(config, store, valid, alert_builders, history_builders, members,
                     spark, rejected.filter(F.col(NIGHT) == m.tag).drop(NIGHT), m.run.spark("rejects_history"),
                     m.summary["history"]["rejected"], "history entries", run)
     yield  # the Spark phase is done: the next group's may start
-    entry_types = history_types(valid, config.survey)
     for m in members:
         m.summary["seconds"]["staging"] = staging_s
         _prepare(m, names)
         counts = {}
+        source = history_pass.HistorySource(str(run.local(f"history-{m.tag}")), entry_types) \
+            if by_pass and with_history else None
         record(m.summary, write_staged(store, builders, files[m.tag], types, config, m.night, sort_by, progress,
-                                        entry_types, counts))
+                                        entry_types, counts, history_source=source))
         if with_history:
             m.summary["history"]["staged"] = counts.get("history_entries", 0)
         if counts.get("write_processes"):  # tables written by several processes (``parallel``)

@@ -54,7 +54,8 @@ def staged_file(path):
     return pq.ParquetFile(path, pre_buffer=False, buffer_size=STAGE_READ_BUFFER)
 
 
-def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False):
+def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False, merge_files=MERGE_FILES,
+                   open_file=None):
     """Rows of staged files, each sorted by ``sort_by``, in one global order (a k-way merge).
 
     Written in one key order, the store's B-tree appends instead of revisiting pages: on a
@@ -74,16 +75,21 @@ def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False):
     lazy : bool
         Yield ``_Ordered`` (rows and their order, ``materialise()`` gives the table) so that
         a consumer copies the rows in its own threads.
+    merge_files : int
+        Files merged at a time (one order only if the files are at most this many).
+    open_file : callable, optional
+        ``open_file(path)`` -> an object with ``iter_batches(batch_size, columns)``
+        (default ``staged_file``: parquet).
 
     Yields
     ------
     pyarrow.Table (or _Ordered)
         Consecutive slices of the merged order.
     """
-    for g in range(0, len(files), MERGE_FILES):
-        group = files[g:g + MERGE_FILES]
+    for g in range(0, len(files), merge_files):
+        group = files[g:g + merge_files]
         per_file = max(1_000, batch_rows // len(group))
-        readers = [staged_file(p).iter_batches(batch_size=per_file, columns=columns) for p in group]
+        readers = [(open_file or staged_file)(p).iter_batches(batch_size=per_file, columns=columns) for p in group]
         buffers = [None] * len(group)
 
         def refill(i):

@@ -89,7 +89,8 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _write_share(out, store_url, kinds, files, staged_types, config, night, sort_by, history_types):
+def _write_share(out, store_url, kinds, files, staged_types, config, night, sort_by, history_types,
+                 history_source=None):
     """A writer process: its share of the tables (``kinds``) from the staged files; writes
     ``("ok", [WriterResult], counts, peak MB)`` or ``("error", exception)`` to ``out`` (a
     binary file), pickled."""
@@ -102,7 +103,8 @@ def _write_share(out, store_url, kinds, files, staged_types, config, night, sort
         try:
             counts = {}
             done = write_staged(store, [BUILDERS[k] for k in kinds], files, staged_types, config, night,
-                                sort_by, history_types=history_types, counts=counts, processes=1)
+                                sort_by, history_types=history_types, counts=counts, processes=1,
+                                history_source=history_source)
             message = ("ok", [WriterResult(w) for w in done], counts, _peak_mb())
         finally:
             store.close()
@@ -126,7 +128,8 @@ class Share:
     through a pipe of its own; its log lines go to the driver's standard error.
     """
 
-    def __init__(self, directory, builders, files, staged_types, config, night, sort_by, history_types):
+    def __init__(self, directory, builders, files, staged_types, config, night, sort_by, history_types,
+                 history_source=None):
         self.names = [b.table_name(config.table_prefix) for b in builders]
         read, write = os.pipe()
         env = dict(os.environ)  # this package where the driver found it, installed or not
@@ -138,7 +141,7 @@ class Share:
             os.close(write)
         self._result = os.fdopen(read, "rb")
         args = (f"sqlite://{Path(directory).resolve()}", [b.kind for b in builders],
-                files, staged_types, config, night, sort_by, history_types)
+                files, staged_types, config, night, sort_by, history_types, history_source)
         try:
             self._process.stdin.write(pickle.dumps(args))
             self._process.stdin.close()
@@ -180,7 +183,7 @@ class Share:
 
 
 def write_shared(store, builders, files, staged_types, config, night, write_here, sort_by=None,
-                 history_types=None, counts=None):
+                 history_types=None, counts=None, history_source=None):
     """Write a night's tables from ``config.write_processes`` processes: the driver runs
     ``write_here(its builders)`` (``write.write_staged`` on its share) while writer processes
     write theirs. Falls back to the driver alone for a store that is not a local directory,
@@ -211,7 +214,7 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
     shares = split(builders, min(processes, len(builders)))
     t0 = time.time()
     others = [Share(str(local), s, files, staged_types, config, night, sort_by,
-                    history_types) for s in shares[1:]]
+                    history_types, history_source) for s in shares[1:]]
     try:
         here = write_here(shares[0])
     except BaseException:

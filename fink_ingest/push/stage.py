@@ -68,7 +68,8 @@ def at_most(frame, max_files):
     return frame
 
 
-def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=False, history_counts=False):
+def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=False, history_counts=False,
+                history_rows=False):
     """The night's alerts as the alert-source builders need them (not written), plus the
     columns of ``valid`` named in ``keep`` (e.g. ``NIGHT``) and, given history builders and a
     night with a history column, each alert's kept history entries (``HISTORY``, see
@@ -76,6 +77,8 @@ def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=Fal
     whatever the builders, for a writer that counts objects and copies in key order).
     ``history_counts``: with ``HISTORY``, each alert's entries and those without a valid time
     (``ENTRIES``, ``NO_TIME``: two integers an alert, which no table writes).
+    ``history_rows``: instead of ``HISTORY``, each alert's datalake file and row (``FILE``,
+    ``FILE_ROW``), from which ``push.history_pass`` reads the history (the counts as above).
 
     Returns
     -------
@@ -89,6 +92,8 @@ def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=Fal
     available[DERIVED_CLASS] = (class_column({r: f"__in_{r}" for r in rule_exprs}, survey.hosts), "string")
     wanted = list(dict.fromkeys(n for b in builders for n in b.stage(available, survey)))
     history = history_entries(config, valid, history_builders) if history_builders else None
+    if history is not None and history_rows:  # read from the datalake by the writer instead
+        wanted = list(dict.fromkeys(wanted + [FILE, FILE_ROW]))
     if history is not None or keyed:  # the history tables' rows follow the alerts' key order
         wanted = list(dict.fromkeys(wanted + [c for c in alert_key_inputs(survey) if c in available]))
     frame = valid
@@ -100,7 +105,7 @@ def alert_frame(config, valid, builders, keep=(), history_builders=(), keyed=Fal
         counts = [F.coalesce(F.size(times), F.lit(0)).alias(ENTRIES),
                   F.coalesce(F.size(F.filter(times, lambda t: datalake.bad_time(t, survey))), F.lit(0)).alias(NO_TIME)]
     staged = frame.select(*[available[n][0].alias(n) for n in wanted],
-                          *([history.alias(HISTORY)] if history is not None else []),
+                          *([history.alias(HISTORY)] if history is not None and not history_rows else []),
                           *[F.col(f"`{k}`") for k in keep], *counts)
     sort_by = [c for c in alert_key_inputs(survey) if c in wanted]  # the main table's key order
     return staged, {n: available[n][1] for n in wanted}, sort_by

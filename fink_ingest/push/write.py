@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
-from fink_ingest.push import parallel
+from fink_ingest.push import history_pass, parallel
 from fink_ingest.push.merge import (NightCounts, merged_batches, needed_columns, present_columns, put_batches,
                                     read_ahead, staged_file, _Pieces)
 from fink_ingest.push.stage import HISTORY
@@ -31,7 +32,7 @@ PREPARE_THREADS = 2
 PROGRESS_ROWS = 100_000
 # Prepared batches per table the writer thread may have waiting, on average (bounds memory).
 WRITES_IN_FLIGHT = 2
-def drive(writers, files, config, night, sort_by=None, progress=None, counts=None, columns=None):
+def drive(writers, files, config, night, sort_by=None, progress=None, counts=None, columns=None, entries=None):
     """Write staged rows from this process (the embedded store's writer); with ``sort_by``
     (the staged files' sort columns), in one global order. History tables are written from
     the same batches: each batch's ``HISTORY`` column flattened once (``history.entries``),
@@ -48,7 +49,9 @@ def drive(writers, files, config, night, sort_by=None, progress=None, counts=Non
     49 s side by side, 25 s from one thread; four 200k-row inserts in four threads took 13x
     one insert, in four processes 2.5x). Tables whose keys do not follow the staged order
     are written in sorted runs (``TableWriter.flush``). ``progress(rows)`` is called as
-    batches are written. ``columns``: the staged columns to read (all if None).
+    batches are written. ``columns``: the staged columns to read (all if None). ``entries``:
+    instead of staged files, batches of history entries in order (``history_pass``), for
+    history writers only.
 
     Raises
     ------
@@ -62,6 +65,9 @@ def drive(writers, files, config, night, sort_by=None, progress=None, counts=Non
         else None
 
     def batches():
+        if entries is not None:
+            yield from entries
+            return
         if sort_by:  # a merge round gives about one file's share: rounds are joined into puts
             merged = merged_batches(files, sort_by, config.stage_rows, columns=columns, lazy=True)
             for batch in put_batches(merged, config.put_rows):
@@ -82,15 +88,18 @@ def drive(writers, files, config, night, sort_by=None, progress=None, counts=Non
             batch = batch.materialise()
         if isinstance(batch, pa.Table):
             batch = batch.combine_chunks().to_batches()[0]
-        entries = history_tables.entries(batch, HISTORY, survey) \
-            if from_history and HISTORY in batch.schema.names else None
+        if entries is not None:  # already entries, one per row, in order
+            flat = batch
+        else:
+            flat = history_tables.entries(batch, HISTORY, survey) \
+                if from_history and HISTORY in batch.schema.names else None
         out = []
         for w in writers:
-            source = entries if w.builder.source == "history" else batch
+            source = flat if w.builder.source == "history" else batch
             rows = w.builder.rows(source, survey) if source is not None else None
             if rows is not None:
                 out.append((w, w.prepare(rows)))
-        return out, batch.num_rows, entries.num_rows if entries is not None else 0
+        return out, (0 if entries is not None else batch.num_rows), flat.num_rows if flat is not None else 0
 
     seen, next_report, t0 = 0, PROGRESS_ROWS, time.time()
     pending = collections.deque()
@@ -140,7 +149,7 @@ def _finish(w, night, survey, counts):
 
 
 def write_staged(store, builders, files, staged_types, config, night, sort_by=None, progress=None,
-                 history_types=None, counts=None, processes=None):
+                 history_types=None, counts=None, processes=None, history_source=None):
     """Stream staged files into every builder's table: from the driver and, for a large
     night, writer processes each writing its share of the tables (``parallel.write_shared``,
     ``config.write_processes``; ``processes=1``: this process alone). Each process reads only
@@ -170,6 +179,9 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
         ``write_processes`` and ``writer_peak_mb``.
     processes : int, optional
         1: write every table from this process.
+    history_source : history_pass.HistorySource, optional
+        The history tables' entries read from the datalake files the staged ``FILE`` and
+        ``FILE_ROW`` name (``history_pass``), not from a staged ``HISTORY`` column.
 
     Returns
     -------
@@ -183,21 +195,34 @@ def write_staged(store, builders, files, staged_types, config, night, sort_by=No
     """
     if processes != 1:
         def here(share):
-            return write_staged(store, share, files, staged_types, config, night, sort_by, progress, history_types,
-                                counts, processes=1)
+                return write_staged(store, share, files, staged_types, config, night, sort_by, progress, history_types,
+                                counts, processes=1, history_source=history_source)
 
         return parallel.write_shared(store, builders, files, staged_types, config, night, here, sort_by,
-                                     history_types, counts)
+                                     history_types, counts, history_source)
     present = present_columns(files)
     from_alerts = [b for b in builders if b.source != "history"]
     from_history = [b for b in builders if b.source == "history"]
     table_writers = writers(store, from_alerts, config, staged_types, present)
-    if from_history:
+    history_writers = []
+    if from_history and history_source is not None:  # read from the datalake (``history_pass``)
+        survey = config.survey
+        runs, _, present_fields = history_pass.sorted_runs(history_source, files, survey, from_history)
+        try:
+            fields = present_fields - {history_tables.OBJECT}
+            history_writers = writers(store, from_history, config, history_types or {}, fields)
+            drive(history_writers, None, config, night, counts=counts,
+                  entries=history_pass.entry_batches(runs, survey))
+        finally:
+            shutil.rmtree(history_source.spill, ignore_errors=True)
+    elif from_history:
         fields = {p.rsplit(".", 1)[-1] for p in present if p.startswith(f"{HISTORY}.")}
         family = config.survey.original_family
         table_writers += writers(store, from_history, config, history_types or {},
                                  {f"{family}:{f}" for f in fields})
-    columns = needed_columns(builders, files, config.survey, sort_by, HISTORY)
+    # the staged alerts (the key order counts the night's objects and copies even without
+    # an alert table)
+    columns = needed_columns([w.builder for w in table_writers], files, config.survey, sort_by, HISTORY)
     drive(table_writers, files, config, night, sort_by=sort_by, progress=progress, counts=counts, columns=columns)
-    return table_writers
+    return table_writers + history_writers
 

@@ -80,6 +80,25 @@ def test_the_split_keeps_stateful_tables_in_the_driver_and_balances_the_rest():
     assert parallel.split([BUILDERS["statistics"]], 2) == [[BUILDERS["statistics"]]]
 
 
+def test_the_split_weighs_the_history_more_when_its_process_reads_the_datalake():
+    """With the history read by ``history_pass`` (the costliest share of the write phase), the
+    history tables go to one process and the main table to the other, the index tables
+    spread so that neither share exceeds the other by more than one index table."""
+    builders = [BUILDERS[k] for k in BUILDERS]
+    shares = parallel.split(builders, 2, history_pass=True)
+    kinds = [{b.kind for b in s} for s in shares]
+    assert any({"upper", "uppervalid"} <= k and "main" not in k for k in kinds)
+    assert any("main" in k and not k & {"upper", "uppervalid"} for k in kinds)
+
+    def cost(share):
+        return sum(parallel.WRITE_COST.get(b.kind, 1) for b in share) + \
+            (parallel.HISTORY_PASS_COST if any(b.source == "history" for b in share) else 0)
+    assert abs(cost(shares[0]) - cost(shares[1])) <= 1
+    two = [BUILDERS["main"], BUILDERS["upper"]]
+    assert parallel.split(two, 2) == [[BUILDERS["main"]], [BUILDERS["upper"]]]
+    assert parallel.split(two, 2, history_pass=True) == [[BUILDERS["upper"]], [BUILDERS["main"]]]
+
+
 def test_a_writer_process_that_fails_or_dies_fails_the_write(tmp_path):
     config = make_config(tmp_path / "lake", tmp_path / "store", tmp_path / "work")
     files = [str(p) for p in sorted(NIGHT_DIR.glob("*.parquet"))]

@@ -14,7 +14,8 @@ writer that holds the history tables then
 2. reads those rows' history from each file (``survey.history_fields`` of
    ``survey.history_column``), in threads, keeps the entries some history table keeps
    (the builders' own ``keep``) that have a valid time, and writes them in sorted runs
-   (``objectId``, ``jd``, the detection id; at most ``RUN_ENTRIES`` entries a run, parquet);
+   (``objectId``, ``jd``, the detection id; at most ``RUN_ENTRIES`` entries a run, Arrow
+   IPC files compressed with LZ4, in the writer's scratch directory);
 3. merges the runs into one order (``merge.merged_batches``, every run at once) and hands
    batches of entries to the history builders (``HistoryTable.rows``), as
    ``history.entries`` gives them from the nested column.

@@ -36,10 +36,16 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # What a writer process runs (this module imported as itself, so that what it pickles back
 # names this module's classes).
 WRITER_MAIN = "from fink_ingest.push.parallel import writer_main; writer_main()"
-# Relative cost of writing a table, for splitting them between processes (measured on a
-# 400k-alert night, encode + write: main 24 s, upper 12 s and uppervalid 2 s plus the history's
-# read and flattening, each other table 1-4 s).
+# Relative cost of writing a table, for splitting them between processes, in units of one
+# index table (measured on a 400k-alert night, encode + write: main 24 s, upper 12 s and
+# uppervalid 2 s plus the history's read and flattening, each other table 1-4 s).
 WRITE_COST = {"main": 8, "upper": 6}
+# What the history costs more when its process reads it from the datalake (``history_pass``).
+# CPU seconds of each process, the two writing at once (``benchmarks/bench_write.py --tables
+# all``, 400k alerts, 2026-12-06): history + four index tables 26-31 s against main + three
+# 19-21 s, history + three 25-28 s against main + four 19-21 s: the history ~21 s, main ~14 s
+# and an index table ~1.7 s, the history two units more than main as the nested column.
+HISTORY_PASS_COST = 5
 
 
 def pinned(builder):
@@ -49,12 +55,13 @@ def pinned(builder):
     return cls.reset is not TableBuilder.reset or cls.finish is not TableBuilder.finish
 
 
-def split(builders, processes):
-    """Builders in ``processes`` shares of about equal cost (``WRITE_COST``, 1 if not named),
-    the driver's first: it holds every ``pinned`` builder. The history builders go together
-    (each process that has one reads and flattens the whole history). Costliest first, each
-    to the share that costs least so far. Empty shares are dropped (the driver's is always
-    there).
+def split(builders, processes, history_pass=False):
+    """Builders in ``processes`` shares of about equal cost (``WRITE_COST``, 1 if not named;
+    ``HISTORY_PASS_COST`` more for the history tables if ``history_pass``: their process reads
+    the history from the datalake), the driver's first: it holds every ``pinned`` builder. The
+    history builders go together (each process that has one reads the whole history).
+    Costliest first, each to the share that costs least so far. Empty shares are dropped (the
+    driver's is always there).
 
     Returns
     -------
@@ -62,7 +69,8 @@ def split(builders, processes):
         Each share in the order of ``builders``.
     """
     def cost(units):
-        return sum(WRITE_COST.get(b.kind, 1) for b in units)
+        return sum(WRITE_COST.get(b.kind, 1) for b in units) + \
+            (HISTORY_PASS_COST if history_pass and any(b.source == "history" for b in units) else 0)
 
     free = [b for b in builders if not pinned(b)]
     history = [b for b in free if b.source == "history"]
@@ -211,7 +219,7 @@ def write_shared(store, builders, files, staged_types, config, night, write_here
     if processes <= 1 or local is None or not sort_by or len(builders) < 2 or \
             staged_rows(files) < PARALLEL_MIN_ROWS:
         return write_here(builders)
-    shares = split(builders, min(processes, len(builders)))
+    shares = split(builders, min(processes, len(builders)), history_pass=history_source is not None)
     t0 = time.time()
     others = [Share(str(local), s, files, staged_types, config, night, sort_by,
                     history_types, history_source) for s in shares[1:]]

@@ -9,7 +9,10 @@ When the driver writes (the embedded store), the frame is staged (``stage``): pa
 in the work directory, each sorted by the row key's first columns, which the driver merges
 into one key order and from which it derives every table, the history ones included. When
 the executors write (HBase), nothing is staged: they write from the frame's own partitions,
-the history exploded one entry per row (``history_frame``).
+the history exploded one entry per row (``history_frame``). When the driver writes from
+local datalake files (``push.history_pass.usable``), ``HISTORY`` is left out
+(``history_rows``): the writer reads the entries from the files itself, by the staged
+``FILE``/``FILE_ROW`` of each alert, and Spark only counts them (``ENTRIES``, ``NO_TIME``).
 """
 from __future__ import annotations
 

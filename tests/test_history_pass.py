@@ -120,3 +120,28 @@ def test_spill_runs_bounded_and_merged_in_one_order(many_files_night, spark, tmp
     whole, _, runs = _push(spark, many_files_night, tmp_path / "whole", ["2024-01-15"], monkeypatch, True)
     assert len(runs[0][0]) == 1
     assert small == whole and small["ztf.upper"]
+
+
+def test_runs_beyond_merge_runs_merged_in_levels(many_files_night, spark, tmp_path, monkeypatch):
+    """More runs than ``MERGE_RUNS``: merged in groups first (here 9 or more runs, 2 at a time,
+    so over three levels), the tables the same as from one run, the merged runs' files gone."""
+    merged = []
+    real = history_pass._fewer_runs
+
+    def spy(runs, order, batch_rows):
+        out = real(runs, order, batch_rows)
+        merged.append((list(runs), out, [Path(r).exists() for r in out],
+                       [Path(r).exists() for r in runs if r not in out]))
+        return out
+
+    monkeypatch.setattr(history_pass, "RUN_ENTRIES", 1_000)
+    monkeypatch.setattr(history_pass, "MERGE_RUNS", 2)
+    monkeypatch.setattr(history_pass, "_fewer_runs", spy)
+    levels, _, runs = _push(spark, many_files_night, tmp_path / "levels", ["2024-01-15"], monkeypatch, True)
+    before, after, exist, left = merged[0]
+    assert before == runs[0][0] and len(before) > 2 ** 3
+    assert len(after) <= 2 and all(exist) and any(Path(r).name.startswith("merged-3-") for r in after)
+    assert left and not any(left)  # the runs merged into longer ones, removed as they were merged
+    monkeypatch.setattr(history_pass, "RUN_ENTRIES", 10_000_000)
+    whole, _, _ = _push(spark, many_files_night, tmp_path / "whole", ["2024-01-15"], monkeypatch, True)
+    assert levels == whole and levels["ztf.upper"]

@@ -16,7 +16,8 @@ writer that holds the history tables then
    (the builders' own ``keep``) that have a valid time, and writes them in sorted runs
    (``objectId``, ``jd``, the detection id; at most ``RUN_ENTRIES`` entries a run, Arrow
    IPC files compressed with LZ4, in the writer's scratch directory);
-3. merges the runs into one order (``merge.merged_batches``, every run at once) and hands
+3. merges the runs into one order (``merge.merged_batches``, at most ``MERGE_RUNS`` at once,
+   longer runs merged first beyond that) and hands
    batches of entries to the history builders (``HistoryTable.rows``), as
    ``history.entries`` gives them from the nested column.
 
@@ -44,15 +45,22 @@ from fink_ingest.push.merge import merged_batches, put_batches
 from fink_ingest.tables import history as history_tables
 from fink_ingest.tables.base import FILE, FILE_ROW, sort_indices
 
-# Entries of one sorted run (a worker thread's buffer, ~80 B an entry): the runs of a night
-# grow with it, each merged through a slice of ``batch_rows / runs`` rows.
-RUN_ENTRIES = 2_000_000
+# Entries of one sorted run (~80 B an entry): the runs of a night grow with it. Runs of 1M
+# entries took 10.1 + 6.8 s to write and merge on a 2M-alert night (40 runs, 41M entries)
+# against 14.0 + 4.8 s for 2M (20 runs), with 200 MB less at the peak (780 MB against 980).
+RUN_ENTRIES = 1_000_000
+# Runs merged at once: more are first merged in groups of this many into longer runs (one
+# more pass over their entries), so that the merge holds at most ``MERGE_RUNS`` record
+# batches of ``SPILL_BATCH`` entries whatever the night (64M entries: ~3M ZTF alerts).
+MERGE_RUNS = 64
 # Entries a history builder is given at a time (~10,000 alerts' worth, as from staged batches).
 BATCH_ENTRIES = 200_000
 # Runs are Arrow IPC files of record batches of this many entries, LZ4-compressed (on a
 # 400k-alert night's 2M-entry run: written in 0.12 s and read in 0.11 s, 33 MB, where
-# parquet took 0.47 s and 0.73 s for 26 MB; uncompressed IPC took 144 MB).
-SPILL_BATCH = 50_000
+# parquet took 0.47 s and 0.73 s for 26 MB; uncompressed IPC took 144 MB). The merge holds one
+# batch of each run: 20,000 entries (~1.5 MB) merged 40 runs of a 2M-alert night in 7.3 s,
+# 50,000 in 6.9 s and 10,000 in 7.8 s.
+SPILL_BATCH = 20_000
 SPILL_CODEC = "lz4"
 # Threads reading the datalake files.
 THREADS = 2
@@ -101,8 +109,8 @@ class HistorySource:
 def staged_rows(staged_files):
     """Datalake rows staged, per file: dict of local path to sorted, unique int64 rows."""
     rows = {}
-    for path in staged_files:
-        table = pq.read_table(path, columns=[FILE, FILE_ROW])
+    for path in staged_files:  # one staged file at a time, its file names as a dictionary
+        table = pq.read_table(path, columns=[FILE, FILE_ROW], read_dictionary=[FILE])
         for uri, chunk in _by_file(table):
             rows.setdefault(uri, []).append(chunk)
     out = {}
@@ -115,12 +123,18 @@ def staged_rows(staged_files):
 
 
 def _by_file(table):
-    files = table.column(FILE).combine_chunks()
-    encoded = files.dictionary_encode()
+    """(uri, int64 rows) of each datalake file named in a staged table (``FILE`` read as a
+    dictionary or as strings)."""
+    files = table.column(FILE)
+    if not pa.types.is_dictionary(files.type):
+        files = files.dictionary_encode()
+    encoded = files.unify_dictionaries().combine_chunks() if files.num_chunks > 1 else files.chunk(0)
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     rows = table.column(FILE_ROW).combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64)
     for code, uri in enumerate(encoded.dictionary.to_pylist()):
-        yield uri, rows[codes == code]
+        picked = rows[codes == code]
+        if len(picked):
+            yield uri, picked
 
 
 def _entries_of(path, rows, survey, builders, fields):
@@ -226,27 +240,57 @@ def sorted_runs(source, staged_files, survey, builders):
 
 class _Run:
     """A spilled run, read a slice at a time as ``merge.merged_batches`` reads staged files
-    (``iter_batches`` of ``pyarrow.parquet.ParquetFile``): memory-mapped, one record batch
-    (``SPILL_BATCH`` entries) decompressed at a time."""
+    (``iter_batches`` of ``pyarrow.parquet.ParquetFile``): one record batch (``SPILL_BATCH``
+    entries) read and decompressed at a time. Read from the file, not memory-mapped: a mapped
+    run's pages count in the process's resident memory once read (a 2M-alert night's 20 runs
+    raised the writer's peak by 110 MB, none with plain reads, in the same time)."""
 
     def __init__(self, path):
         self.path = path
 
     def iter_batches(self, batch_size, columns=None):
-        reader = ipc.open_file(pa.memory_map(self.path))
-        for i in range(reader.num_record_batches):
-            batch = reader.get_batch(i)
-            if columns is not None:
-                batch = batch.select(columns)
-            for start in range(0, batch.num_rows, batch_size):
-                yield batch.slice(start, batch_size)
+        with pa.OSFile(self.path) as source:
+            reader = ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                if columns is not None:
+                    batch = batch.select(columns)
+                for start in range(0, batch.num_rows, batch_size):
+                    yield batch.slice(start, batch_size)
+
+
+def _fewer_runs(runs, order, batch_rows):
+    """At most ``MERGE_RUNS`` runs: groups of ``MERGE_RUNS`` runs merged into one run each (in
+    the runs' directory, the merged runs removed), level after level."""
+    level = 0
+    while len(runs) > MERGE_RUNS:
+        level += 1
+        longer = []
+        for g in range(0, len(runs), MERGE_RUNS):
+            group = runs[g:g + MERGE_RUNS]
+            if len(group) == 1:
+                longer.extend(group)
+                continue
+            path = Path(group[0]).parent / f"merged-{level}-{g // MERGE_RUNS:05d}.arrow"
+            with pa.OSFile(group[0]) as source:
+                schema = ipc.open_file(source).schema
+            with ipc.new_file(str(path), schema, options=ipc.IpcWriteOptions(compression=SPILL_CODEC)) as out:
+                for table in merged_batches(group, order, batch_rows, merge_files=len(group), open_file=_Run):
+                    out.write_table(table.cast(schema), max_chunksize=SPILL_BATCH)
+            for run in group:
+                Path(run).unlink()
+            longer.append(str(path))
+        runs = longer
+    return runs
 
 
 def entry_batches(runs, survey, batch_rows=BATCH_ENTRIES):
     """Batches of entries from the sorted runs in one order (``_Pieces``, as ``drive``
-    takes them), every run merged at once."""
+    takes them): at most ``MERGE_RUNS`` runs merged at once (``_fewer_runs`` first)."""
     if not runs:
         return
-    names = ipc.open_file(pa.memory_map(runs[0])).schema.names
-    yield from put_batches(merged_batches(runs, _order(survey, names), batch_rows, lazy=True, merge_files=len(runs),
+    with pa.OSFile(runs[0]) as source:
+        order = _order(survey, ipc.open_file(source).schema.names)
+    runs = _fewer_runs(list(runs), order, batch_rows)
+    yield from put_batches(merged_batches(runs, order, batch_rows, lazy=True, merge_files=len(runs),
                                           open_file=_Run), batch_rows)

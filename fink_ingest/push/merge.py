@@ -89,16 +89,25 @@ def merged_batches(files, sort_by, batch_rows, columns=None, lazy=False, merge_f
     for g in range(0, len(files), merge_files):
         group = files[g:g + merge_files]
         per_file = max(1_000, batch_rows // len(group))
+        low = per_file // 2
         readers = [(open_file or staged_file)(p).iter_batches(batch_size=per_file, columns=columns) for p in group]
         buffers = [None] * len(group)
+        ended = [False] * len(group)
 
         def refill(i):
-            while buffers[i] is None or buffers[i].num_rows == 0:
+            # Topped up to half a batch of rows or more, not only when empty: a round ends at
+            # the smallest of the buffers' last keys, so with buffers refilled only once empty
+            # a round gave about one buffer's rows whatever the files, and a merge of k files
+            # took k times the rounds (2M alerts' history, 40 runs: 8,281 rounds, 37 s).
+            while not ended[i] and (buffers[i] is None or buffers[i].num_rows < low):
                 batch = next(readers[i], None)
                 if batch is None:
-                    buffers[i] = None
-                    return
-                buffers[i] = pa.Table.from_batches([batch])
+                    ended[i] = True
+                elif batch.num_rows:
+                    more = pa.Table.from_batches([batch])
+                    buffers[i] = more if buffers[i] is None else pa.concat_tables([buffers[i], more])
+            if buffers[i] is not None and buffers[i].num_rows == 0:
+                buffers[i] = None
 
         for i in range(len(group)):
             refill(i)

@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -109,6 +110,8 @@ def main(argv=None):
         sizes = {t: round(store.size_bytes(t) / alerts) for t in store.tables()}
         print(json.dumps({"round": r, "alerts": alerts, "write_s": round(wall, 2), "cpu_s": round(cpu, 2),
                           "writer_processes_cpu_s": round(children, 2),
+                          "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                          "writer_peak_mb": counts.get("writer_peak_mb"),
                           "objects": counts.get("objects"), "write_processes": counts.get("write_processes", 1),
                           "bytes_per_alert": sizes}), flush=True)
     shutil.rmtree(config.store, ignore_errors=True)

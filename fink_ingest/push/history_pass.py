@@ -53,6 +53,9 @@ RUN_ENTRIES = 1_000_000
 # more pass over their entries), so that the merge holds at most ``MERGE_RUNS`` record
 # batches of ``SPILL_BATCH`` entries whatever the night (64M entries: ~3M ZTF alerts).
 MERGE_RUNS = 64
+# Runs' buffers topped up in the merge below half a batch (``merge.merged_batches``'s ``top_up``):
+# a merge of many runs in rounds of about a batch, not of one buffer.
+MERGE_TOP_UP = 0.5
 # Entries a history builder is given at a time (~10,000 alerts' worth, as from staged batches).
 BATCH_ENTRIES = 200_000
 # Runs are Arrow IPC files of record batches of this many entries, LZ4-compressed (on a
@@ -275,7 +278,8 @@ def _fewer_runs(runs, order, batch_rows):
             with pa.OSFile(group[0]) as source:
                 schema = ipc.open_file(source).schema
             with ipc.new_file(str(path), schema, options=ipc.IpcWriteOptions(compression=SPILL_CODEC)) as out:
-                for table in merged_batches(group, order, batch_rows, merge_files=len(group), open_file=_Run):
+                for table in merged_batches(group, order, batch_rows, merge_files=len(group), open_file=_Run,
+                                            top_up=MERGE_TOP_UP):
                     out.write_table(table.cast(schema), max_chunksize=SPILL_BATCH)
             for run in group:
                 Path(run).unlink()
@@ -293,4 +297,4 @@ def entry_batches(runs, survey, batch_rows=BATCH_ENTRIES):
         order = _order(survey, ipc.open_file(source).schema.names)
     runs = _fewer_runs(list(runs), order, batch_rows)
     yield from put_batches(merged_batches(runs, order, batch_rows, lazy=True, merge_files=len(runs),
-                                          open_file=_Run), batch_rows)
+                                          open_file=_Run, top_up=MERGE_TOP_UP), batch_rows)
